@@ -1,0 +1,49 @@
+package partition
+
+import "strings"
+
+// Reasons is the set of reasons a partition's fetching is paused. A partition
+// is paused while any reason is set; clearing one reason never resumes a
+// partition that another reason still holds.
+type Reasons uint8
+
+// The reasons a partition may be paused for.
+const (
+	// WindowFull: the partition's in-flight window reached a cap.
+	WindowFull Reasons = 1 << iota
+	// Memory: the runtime's global byte budget is spent.
+	Memory
+	// Lag: processing lags (set by a lag controller).
+	Lag
+	// Priority: the partition's priority class is being shed or paused.
+	Priority
+	// RetryDue: the head record of a retry tier is not yet due.
+	RetryDue
+	// Manual: paused by the application.
+	Manual
+)
+
+var reasonNames = [...]string{"window_full", "memory", "lag", "priority", "retry_due", "manual"}
+
+// Has reports whether all reasons in q are set in r.
+func (r Reasons) Has(q Reasons) bool { return r&q == q && q != 0 }
+
+// Paused reports whether any reason is set.
+func (r Reasons) Paused() bool { return r != 0 }
+
+// String lists the set reasons, joined by "+", or "none".
+func (r Reasons) String() string {
+	if r == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, name := range reasonNames {
+		if r&(1<<i) != 0 {
+			if b.Len() > 0 {
+				b.WriteByte('+')
+			}
+			b.WriteString(name)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,102 @@
+package partition
+
+// Tracker tracks the records of one partition from admission to completion
+// and yields the commit watermark. Records are added in increasing offset
+// order (gaps allowed) and completed in any order.
+//
+// The zero value is ready to use.
+type Tracker struct {
+	ring []entry // power-of-two ring of in-flight entries
+	head uint64  // sequence of the oldest incomplete entry
+	tail uint64  // sequence the next Add will return
+
+	wmOffset int64 // watermark: offset past the completed prefix
+	wmEpoch  int32 // leader epoch of the record that set the watermark
+	wmSet    bool
+	last     int64 // last offset added, for order checks
+	hasLast  bool
+}
+
+type entry struct {
+	offset int64
+	epoch  int32
+	done   bool
+}
+
+// Seq identifies a record added to a [Tracker]; pass it to [Tracker.Done].
+type Seq uint64
+
+// Add records that the record at offset (with the given leader epoch) is in
+// flight and returns the handle to complete it with. Offsets must increase
+// strictly; Add reports ok=false, and tracks nothing, for an offset at or
+// below the last one added.
+func (t *Tracker) Add(offset int64, epoch int32) (s Seq, ok bool) {
+	if t.hasLast && offset <= t.last {
+		return 0, false
+	}
+	if t.tail-t.head == uint64(len(t.ring)) {
+		t.grow()
+	}
+	t.ring[t.tail&uint64(len(t.ring)-1)] = entry{offset: offset, epoch: epoch}
+	s = Seq(t.tail)
+	t.tail++
+	t.last, t.hasLast = offset, true
+	return s, true
+}
+
+func (t *Tracker) grow() {
+	n := len(t.ring) * 2
+	if n == 0 {
+		n = 16
+	}
+	ring := make([]entry, n)
+	for s := t.head; s < t.tail; s++ {
+		ring[s&uint64(n-1)] = t.ring[s&uint64(len(t.ring)-1)]
+	}
+	t.ring = ring
+}
+
+// Done marks the record s as complete. It reports whether the watermark
+// moved. Completing a record twice, or an unknown handle, does nothing.
+func (t *Tracker) Done(s Seq) (advanced bool) {
+	seq := uint64(s)
+	if seq < t.head || seq >= t.tail {
+		return false
+	}
+	mask := uint64(len(t.ring) - 1)
+	e := &t.ring[seq&mask]
+	if e.done {
+		return false
+	}
+	e.done = true
+	for t.head < t.tail {
+		e := &t.ring[t.head&mask]
+		if !e.done {
+			break
+		}
+		t.wmOffset, t.wmEpoch, t.wmSet = e.offset+1, e.epoch, true
+		t.head++
+		advanced = true
+	}
+	return advanced
+}
+
+// Watermark returns the offset just past the longest completed prefix, with
+// the leader epoch of the record at its end. ok is false until a record has
+// completed.
+func (t *Tracker) Watermark() (offset int64, epoch int32, ok bool) {
+	return t.wmOffset, t.wmEpoch, t.wmSet
+}
+
+// Pending returns how many added records have not been passed by the
+// watermark (incomplete records and completed ones behind an incomplete one).
+func (t *Tracker) Pending() int { return int(t.tail - t.head) }
+
+// Oldest returns the offset of the oldest incomplete record; ok is false when
+// every added record is complete.
+func (t *Tracker) Oldest() (offset int64, ok bool) {
+	if t.head == t.tail {
+		return 0, false
+	}
+	return t.ring[t.head&uint64(len(t.ring)-1)].offset, true
+}
