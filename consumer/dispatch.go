@@ -1,0 +1,208 @@
+package consumer
+
+import (
+	"context"
+	"math/rand/v2"
+	"runtime/debug"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/partition"
+)
+
+// enqueue puts an admitted record on its lane (or, in OrderNone, straight on
+// the run queue). Called with mu held. It never blocks: the bound on what
+// can be queued is the partition window, enforced at admission.
+func (rt *Runtime) enqueue(ps *pstate, it item) {
+	var l *lane
+	switch rt.cfg.ordering {
+	case OrderNone:
+		rt.runq.push(task{ps: ps, it: it})
+		rt.work.Signal()
+		return
+	case OrderPartition:
+		l = ps.lane
+	case OrderKey:
+		l = ps.keys[string(it.rec.Key)]
+		if l == nil {
+			l = rt.newLane(ps, string(it.rec.Key))
+			ps.keys[l.key] = l
+		}
+	}
+	l.q.push(it)
+	if !l.queued {
+		l.queued = true
+		rt.runq.push(task{ps: ps, l: l})
+		rt.work.Signal()
+	}
+}
+
+func (rt *Runtime) newLane(ps *pstate, key string) *lane {
+	if n := len(rt.freeLanes); n > 0 {
+		l := rt.freeLanes[n-1]
+		rt.freeLanes[n-1] = nil
+		rt.freeLanes = rt.freeLanes[:n-1]
+		l.ps, l.key = ps, key
+		return l
+	}
+	return &lane{ps: ps, key: key}
+}
+
+func (rt *Runtime) freeLane(l *lane) {
+	l.ps, l.key, l.queued = nil, "", false
+	if len(rt.freeLanes) < 1024 {
+		rt.freeLanes = append(rt.freeLanes, l)
+	}
+}
+
+// worker runs tasks from the run queue until the runtime stops. There are
+// MaxConcurrency workers, which is the bound on concurrent handlers.
+func (rt *Runtime) worker() {
+	defer rt.wg.Done()
+	rt.mu.Lock()
+	for {
+		for rt.runq.len() == 0 && !rt.stopping {
+			rt.work.Wait()
+		}
+		if rt.stopping {
+			rt.mu.Unlock()
+			return
+		}
+		t, _ := rt.runq.pop()
+		ps, it := t.ps, t.it
+		if ps.revoking {
+			if t.l != nil {
+				t.l.queued = false
+			}
+			continue
+		}
+		if t.l != nil {
+			var ok bool
+			if it, ok = t.l.q.pop(); !ok {
+				t.l.queued = false // drained by a revocation
+				continue
+			}
+		}
+		ps.running++
+		rt.running++
+		rt.mu.Unlock()
+
+		terminal := rt.process(ps, it)
+
+		rt.mu.Lock()
+		rt.running--
+		rt.finish(ps, it, terminal)
+		if l := t.l; l != nil {
+			switch {
+			case l.q.len() > 0 && !ps.revoking:
+				rt.runq.push(t) // to the back: partitions (keys) take turns
+			case rt.cfg.ordering == OrderKey && !ps.revoking:
+				delete(ps.keys, l.key)
+				rt.freeLane(l)
+			default:
+				l.queued = false
+			}
+		}
+	}
+}
+
+// finish accounts for a record leaving processing. Called with mu held.
+func (rt *Runtime) finish(ps *pstate, it item, terminal bool) {
+	ps.running--
+	rt.buffered -= it.size
+	rt.inflight--
+	if !terminal {
+		ps.aborted++
+	}
+	if !ps.gone {
+		if terminal {
+			ps.tr.Done(it.seq)
+		}
+		if ps.win.Release(it.size) && rt.clearReason(ps, partition.WindowFull) {
+			rt.wake()
+		}
+	}
+	if ps.revoking && ps.running == 0 && ps.idle != nil {
+		close(ps.idle)
+		ps.idle = nil
+	}
+	rt.liftMemory()
+}
+
+// liftMemory clears the Memory reason everywhere once the buffered bytes
+// fell to the resume mark. Called with mu held.
+func (rt *Runtime) liftMemory() {
+	if rt.memPaused == 0 || rt.buffered > rt.memResume {
+		return
+	}
+	for _, ps := range rt.parts {
+		rt.clearReason(ps, partition.Memory)
+	}
+	rt.wake()
+}
+
+// process runs the handler until the record reaches a terminal state
+// (handled) or its partition is revoked or the runtime stops. A failed
+// record is retried in place with capped exponential backoff and jitter:
+// its lane waits, nothing behind it is committed.
+func (rt *Runtime) process(ps *pstate, it item) (terminal bool) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for attempt := 1; ; attempt++ {
+		var start time.Time
+		if len(rt.hooks.recordDone) > 0 {
+			start = time.Now()
+		}
+		err := rt.call(ps.ctx, it.rec)
+		if len(rt.hooks.recordDone) > 0 {
+			took := time.Since(start)
+			for _, h := range rt.hooks.recordDone {
+				h.OnRecordDone(it.rec, attempt, took, err)
+			}
+		}
+		if err == nil {
+			rt.handled.Add(1)
+			return true
+		}
+		rt.failures.Add(1)
+		d := backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, attempt)
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-timer.C:
+		case <-ps.quit:
+			return false
+		}
+	}
+}
+
+// call runs the handler, turning a panic into a *PanicError.
+func (rt *Runtime) call(ctx context.Context, r *kgo.Record) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return rt.handler(ctx, r)
+}
+
+// backoff returns the wait before retry number attempt (1-based): initial
+// doubled per attempt, capped at max, with "equal jitter" (a uniform draw
+// from the upper half) so that retries of many records spread out.
+func backoff(initial, max time.Duration, attempt int) time.Duration {
+	d := initial
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}

@@ -1,0 +1,204 @@
+package consumer
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Ordering selects which records of a partition may be handled concurrently.
+type Ordering int8
+
+const (
+	// OrderPartition handles the records of one partition one at a time, in
+	// offset order; different partitions run concurrently. The default.
+	OrderPartition Ordering = iota
+	// OrderKey handles the records of one key (within a partition) one at a
+	// time, in offset order; different keys run concurrently. Records with a
+	// nil key share one lane per partition.
+	OrderKey
+	// OrderNone handles any records concurrently, up to the bounds.
+	OrderNone
+)
+
+func (o Ordering) String() string {
+	switch o {
+	case OrderPartition:
+		return "partition"
+	case OrderKey:
+		return "key"
+	case OrderNone:
+		return "none"
+	}
+	return "unknown"
+}
+
+// Opt configures a [Runtime]. Options are applied in order, then validated
+// once by [New] or [Wrap].
+type Opt interface{ apply(*cfg) }
+
+type opt func(*cfg)
+
+func (o opt) apply(c *cfg) { o(c) }
+
+type cfg struct {
+	// own-client mode only
+	brokers []string
+	group   string
+	topics  []string
+	kopts   []kgo.Opt
+
+	ordering         Ordering
+	maxConcurrency   int
+	partMaxRecords   int
+	partMaxBytes     int64
+	resumeFraction   float64
+	maxBufferedBytes int64
+
+	commitInterval  time.Duration
+	commitTimeout   time.Duration
+	revokeTimeout   time.Duration
+	shutdownTimeout time.Duration
+
+	backoffInitial time.Duration
+	backoffMax     time.Duration
+
+	hooks []Hook
+}
+
+func defaultCfg() cfg {
+	return cfg{
+		ordering:         OrderPartition,
+		maxConcurrency:   64,
+		partMaxRecords:   1000,
+		partMaxBytes:     8 << 20,
+		resumeFraction:   0.5,
+		maxBufferedBytes: 256 << 20,
+		commitInterval:   5 * time.Second,
+		commitTimeout:    10 * time.Second,
+		revokeTimeout:    10 * time.Second,
+		shutdownTimeout:  30 * time.Second,
+		backoffInitial:   100 * time.Millisecond,
+		backoffMax:       10 * time.Second,
+	}
+}
+
+func (c *cfg) validate(own bool) error {
+	if own {
+		switch {
+		case len(c.brokers) == 0:
+			return configErr("Brokers", "must name at least one seed broker")
+		case c.group == "":
+			return configErr("Group", "must be set")
+		case len(c.topics) == 0:
+			return configErr("Topics", "must name at least one topic")
+		}
+	} else if len(c.brokers) > 0 || c.group != "" || len(c.topics) > 0 || len(c.kopts) > 0 {
+		return configErr("Brokers/Group/Topics/KgoOpts", "cannot be used with Wrap: configure the wrapped client instead")
+	}
+	switch {
+	case c.ordering < OrderPartition || c.ordering > OrderNone:
+		return configErr("Ordering", "must be OrderPartition, OrderKey or OrderNone, got %d", c.ordering)
+	case c.maxConcurrency <= 0:
+		return configErr("MaxConcurrency", "must be > 0, got %d", c.maxConcurrency)
+	case c.partMaxRecords <= 0:
+		return configErr("PartitionMaxRecords", "must be > 0, got %d", c.partMaxRecords)
+	case c.partMaxBytes <= 0:
+		return configErr("PartitionMaxBytes", "must be > 0, got %d", c.partMaxBytes)
+	case !(c.resumeFraction >= 0 && c.resumeFraction < 1):
+		return configErr("ResumeFraction", "must be in [0, 1), got %v", c.resumeFraction)
+	case c.maxBufferedBytes <= 0:
+		return configErr("MaxBufferedBytes", "must be > 0, got %d", c.maxBufferedBytes)
+	case c.maxBufferedBytes < c.partMaxBytes:
+		return configErr("MaxBufferedBytes", "(%d) must be >= PartitionMaxBytes (%d)", c.maxBufferedBytes, c.partMaxBytes)
+	case c.commitInterval <= 0:
+		return configErr("CommitInterval", "must be > 0, got %v", c.commitInterval)
+	case c.commitTimeout <= 0:
+		return configErr("CommitTimeout", "must be > 0, got %v", c.commitTimeout)
+	case c.revokeTimeout <= 0:
+		return configErr("RevokeTimeout", "must be > 0, got %v", c.revokeTimeout)
+	case c.shutdownTimeout <= 0:
+		return configErr("ShutdownTimeout", "must be > 0, got %v", c.shutdownTimeout)
+	case c.backoffInitial <= 0:
+		return configErr("RetryBackoff", "initial must be > 0, got %v", c.backoffInitial)
+	case c.backoffMax < c.backoffInitial:
+		return configErr("RetryBackoff", "max (%v) must be >= initial (%v)", c.backoffMax, c.backoffInitial)
+	}
+	for i, h := range c.hooks {
+		if h == nil {
+			return configErr("Hooks", "hook %d is nil", i)
+		}
+	}
+	return nil
+}
+
+// Brokers sets the seed brokers of the client [New] builds. Required by New,
+// rejected by Wrap.
+func Brokers(seeds ...string) Opt {
+	return opt(func(c *cfg) { c.brokers = append(c.brokers, seeds...) })
+}
+
+// Group sets the consumer group of the client [New] builds. Required by New,
+// rejected by Wrap.
+func Group(group string) Opt { return opt(func(c *cfg) { c.group = group }) }
+
+// Topics sets the topics the client [New] builds consumes. Required by New,
+// rejected by Wrap.
+func Topics(topics ...string) Opt {
+	return opt(func(c *cfg) { c.topics = append(c.topics, topics...) })
+}
+
+// KgoOpts adds options to the client [New] builds (TLS, SASL, logger,
+// fetch sizes...). The runtime's own group options ([GroupOpts]) are applied
+// after these and win. Rejected by Wrap.
+func KgoOpts(opts ...kgo.Opt) Opt { return opt(func(c *cfg) { c.kopts = append(c.kopts, opts...) }) }
+
+// WithOrdering sets the ordering mode. Default [OrderPartition].
+func WithOrdering(o Ordering) Opt { return opt(func(c *cfg) { c.ordering = o }) }
+
+// MaxConcurrency bounds the handlers running at once across all partitions.
+// Default 64.
+func MaxConcurrency(n int) Opt { return opt(func(c *cfg) { c.maxConcurrency = n }) }
+
+// PartitionMaxRecords caps the records of one partition in flight (fetched
+// and not yet terminal). A partition at the cap is paused. Default 1000.
+func PartitionMaxRecords(n int) Opt { return opt(func(c *cfg) { c.partMaxRecords = n }) }
+
+// PartitionMaxBytes caps the bytes (key, value and headers) of one
+// partition in flight. Default 8 MiB.
+func PartitionMaxBytes(n int64) Opt { return opt(func(c *cfg) { c.partMaxBytes = n }) }
+
+// ResumeFraction sets the low mark, as a fraction of the per-partition caps,
+// at or below which a partition paused for a full window resumes; also the
+// fraction of MaxBufferedBytes at which partitions paused for memory resume.
+// Must be in [0, 1). Default 0.5.
+func ResumeFraction(f float64) Opt { return opt(func(c *cfg) { c.resumeFraction = f }) }
+
+// MaxBufferedBytes caps the bytes in flight across all partitions. Must be at
+// least PartitionMaxBytes. Default 256 MiB.
+func MaxBufferedBytes(n int64) Opt { return opt(func(c *cfg) { c.maxBufferedBytes = n }) }
+
+// CommitInterval sets how often completed offsets are committed. Commits
+// also happen synchronously on revoke and on shutdown. Default 5s.
+func CommitInterval(d time.Duration) Opt { return opt(func(c *cfg) { c.commitInterval = d }) }
+
+// CommitTimeout bounds one commit request. Default 10s.
+func CommitTimeout(d time.Duration) Opt { return opt(func(c *cfg) { c.commitTimeout = d }) }
+
+// RevokeTimeout bounds how long a revoke waits for the revoked partitions'
+// running handlers before cancelling their context. Keep it well below the
+// group's rebalance timeout. Default 10s.
+func RevokeTimeout(d time.Duration) Opt { return opt(func(c *cfg) { c.revokeTimeout = d }) }
+
+// ShutdownTimeout bounds how long Run waits, once its context ends, for
+// running handlers before cancelling their context. Default 30s.
+func ShutdownTimeout(d time.Duration) Opt { return opt(func(c *cfg) { c.shutdownTimeout = d }) }
+
+// RetryBackoff sets the capped exponential backoff, with jitter, between
+// in-place retries of a failed record. Default 100ms initial, 10s max.
+func RetryBackoff(initial, max time.Duration) Opt {
+	return opt(func(c *cfg) { c.backoffInitial, c.backoffMax = initial, max })
+}
+
+// WithHooks adds hooks that observe the runtime; see [Hook].
+func WithHooks(hooks ...Hook) Opt { return opt(func(c *cfg) { c.hooks = append(c.hooks, hooks...) }) }

@@ -1,0 +1,605 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/partition"
+)
+
+// Handler handles one record. Its ctx is cancelled when the record's
+// partition is revoked (after [RevokeTimeout]) or the runtime stops (after
+// [ShutdownTimeout]). A returned error or a panic counts as a failure.
+type Handler func(ctx context.Context, r *kgo.Record) error
+
+// Runtime consumes a group's partitions with bounded in-flight windows,
+// pausing partitions whose window is full and committing only offsets whose
+// records all reached a terminal state. Build one with [New] or [Wrap] and
+// start it with [Runtime.Run].
+type Runtime struct {
+	cfg       cfg
+	hooks     hooks
+	handler   Handler
+	cl        *kgo.Client
+	own       bool
+	limits    partition.Limits
+	memResume int64 // buffered bytes at or below which Memory pauses lift
+
+	mu        sync.Mutex
+	work      sync.Cond // signalled when runq gains work or the runtime stops
+	parts     map[tp]*pstate
+	runq      ring[task]
+	buffered  int64 // bytes in flight, all partitions
+	inflight  int   // records in flight, all partitions
+	running   int   // handlers running
+	memPaused int   // partitions holding the Memory reason
+	dirty     []*pstate
+	stopping  bool
+	freeLanes []*lane
+
+	pauseMu  sync.Mutex // serialises kgo pause/resume calls with kpaused
+	commitMu sync.Mutex // serialises commits with revocations
+	revokeMu sync.Mutex // serialises revocations (callbacks and shutdown)
+
+	notify chan struct{} // wakes the controller to flush pause changes
+
+	// Fetch sizing, owned by the poll loop: see tuneFetch.
+	avgSize                   float64 // moving average of admitted record sizes
+	fetchMax, fetchPartMax    int32   // the client's configured caps
+	curFetchMax, curFetchPart int32   // what the client was last told
+
+	baseCtx    context.Context // parent of every partition context
+	baseCancel context.CancelFunc
+	closeCtx   context.Context // cancelled by Close
+	closeStop  context.CancelFunc
+	started    atomic.Bool
+	done       chan struct{} // closed when Run returns
+	wg         sync.WaitGroup
+
+	handled   atomic.Uint64
+	failures  atomic.Uint64
+	refetched atomic.Uint64
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+type item struct {
+	rec  *kgo.Record
+	seq  partition.Seq
+	size int64
+}
+
+// lane is a sequence of records handled one at a time, in order: a whole
+// partition (OrderPartition) or one key of a partition (OrderKey).
+type lane struct {
+	ps     *pstate
+	key    string
+	q      ring[item]
+	queued bool // in the run queue or being run by a worker
+}
+
+// task is one entry of the run queue: a lane (run its head record) or, in
+// OrderNone, a single record.
+type task struct {
+	ps *pstate
+	l  *lane
+	it item
+}
+
+type pstate struct {
+	tp
+	ctx      context.Context
+	cancel   context.CancelFunc
+	quit     chan struct{} // closed when revocation starts: no more retries
+	win      partition.Window
+	tr       partition.Tracker
+	reasons  partition.Reasons
+	kpaused  bool // kgo has the partition paused (guarded by mu, changed under pauseMu)
+	dirty    bool // in Runtime.dirty
+	lane     *lane
+	keys     map[string]*lane
+	running  int
+	aborted  int           // records whose processing stopped without a terminal state
+	revoking bool          // no more dispatch; completions still count
+	gone     bool          // completions no longer count
+	idle     chan struct{} // closed when running drops to 0 while revoking
+	commit   int64         // last committed offset, -1 if none
+}
+
+// New builds a Runtime with its own *kgo.Client from [Brokers], [Group],
+// [Topics] and any [KgoOpts]. Run closes that client when it returns.
+func New(handler Handler, opts ...Opt) (*Runtime, error) {
+	rt, err := newRuntime(handler, true, opts)
+	if err != nil {
+		return nil, err
+	}
+	kopts := []kgo.Opt{
+		kgo.SeedBrokers(rt.cfg.brokers...),
+		kgo.ConsumerGroup(rt.cfg.group),
+		kgo.ConsumeTopics(rt.cfg.topics...),
+		// Keep one fetch of a partition within its window, so that
+		// records are rarely refused and fetched again.
+		kgo.FetchMaxPartitionBytes(int32(min(rt.cfg.partMaxBytes, 1<<20))),
+		// A resumed partition joins the next fetch request only after the
+		// one in flight returns; kgo's default 5s long poll would make
+		// resumes slow while other partitions are idle. 500ms is Kafka's
+		// own default.
+		kgo.FetchMaxWait(500 * time.Millisecond),
+	}
+	kopts = append(kopts, rt.cfg.kopts...)
+	kopts = append(kopts, GroupOpts()...)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("consumer: building kgo client: %w", err)
+	}
+	rt.cl, rt.own = cl, true
+	rt.initFetchSizing()
+	register(cl, rt)
+	return rt, nil
+}
+
+// Wrap builds a Runtime around a client the caller built and owns. The
+// client must carry the options returned by [GroupOpts] (a consumer group,
+// disabled autocommit, blocked rebalances on poll and the runtime's
+// rebalance callbacks) and consume the topics to handle; Wrap reports a
+// missing option with [ErrClientMisconfigured]. Run does not close a wrapped
+// client: close it after Run returns.
+//
+// A client may be wrapped by one Runtime at a time.
+func Wrap(cl *kgo.Client, handler Handler, opts ...Opt) (*Runtime, error) {
+	if cl == nil {
+		return nil, fmt.Errorf("%w: client is nil", ErrClientMisconfigured)
+	}
+	if err := checkClient(cl); err != nil {
+		return nil, err
+	}
+	rt, err := newRuntime(handler, false, opts)
+	if err != nil {
+		return nil, err
+	}
+	rt.cl = cl
+	rt.initFetchSizing()
+	if !register(cl, rt) {
+		return nil, fmt.Errorf("%w: client is already wrapped by another Runtime", ErrClientMisconfigured)
+	}
+	return rt, nil
+}
+
+func newRuntime(handler Handler, own bool, opts []Opt) (*Runtime, error) {
+	if handler == nil {
+		return nil, configErr("Handler", "must not be nil")
+	}
+	c := defaultCfg()
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if err := c.validate(own); err != nil {
+		return nil, err
+	}
+	rt := &Runtime{
+		cfg:     c,
+		hooks:   newHooks(c.hooks),
+		handler: handler,
+		limits: partition.Limits{
+			MaxRecords:    c.partMaxRecords,
+			MaxBytes:      c.partMaxBytes,
+			ResumeRecords: int(float64(c.partMaxRecords) * c.resumeFraction),
+			ResumeBytes:   int64(float64(c.partMaxBytes) * c.resumeFraction),
+		},
+		memResume: int64(float64(c.maxBufferedBytes) * c.resumeFraction),
+		parts:     make(map[tp]*pstate),
+		notify:    make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+	if err := rt.limits.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	rt.work.L = &rt.mu
+	rt.baseCtx, rt.baseCancel = context.WithCancel(context.Background())
+	rt.closeCtx, rt.closeStop = context.WithCancel(context.Background())
+	return rt, nil
+}
+
+// Client returns the runtime's *kgo.Client (its own, or the wrapped one).
+func (rt *Runtime) Client() *kgo.Client { return rt.cl }
+
+// Run consumes until ctx ends or [Runtime.Close] is called, then stops
+// dispatching, waits for running handlers (up to [ShutdownTimeout], then
+// cancels their context), commits what completed and returns. It returns
+// nil after a clean stop.
+func (rt *Runtime) Run(ctx context.Context) (err error) {
+	if rt.closeCtx.Err() != nil {
+		return ErrClosed
+	}
+	if !rt.started.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer close(rt.done)
+	defer unregister(rt.cl, rt)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(rt.closeCtx, cancel)
+	defer stop()
+
+	for i := 0; i < rt.cfg.maxConcurrency; i++ {
+		rt.wg.Add(1)
+		go rt.worker()
+	}
+	ctlDone := make(chan struct{})
+	ctlStop := make(chan struct{})
+	go rt.controller(ctlStop, ctlDone)
+
+	pollErr := rt.pollLoop(ctx)
+
+	err = rt.shutdown()
+	close(ctlStop)
+	<-ctlDone
+	rt.closeOwnClient()
+	rt.baseCancel()
+	if pollErr != nil {
+		return pollErr
+	}
+	return err
+}
+
+// Close stops a running Run and waits for it to return, bounded by the
+// shutdown and commit timeouts. It may be called more than once and from any
+// goroutine. A Runtime that never ran closes its own client.
+func (rt *Runtime) Close() error {
+	rt.closeStop()
+	if !rt.started.Load() {
+		if rt.started.CompareAndSwap(false, true) {
+			close(rt.done)
+			unregister(rt.cl, rt)
+			rt.closeOwnClient()
+			rt.baseCancel()
+		}
+	}
+	bound := rt.cfg.shutdownTimeout + rt.cfg.commitTimeout + 10*time.Second
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case <-rt.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("consumer: Close: Run did not return within %v: %w", bound, ErrShutdownTimeout)
+	}
+}
+
+func (rt *Runtime) closeOwnClient() {
+	if rt.own {
+		rt.cl.Close()
+	}
+}
+
+// pollLoop fetches and admits records until ctx ends. Rebalances are
+// blocked from the moment a poll returns records until they are admitted, so
+// every admitted record belongs to a partition this member owns.
+func (rt *Runtime) pollLoop(ctx context.Context) error {
+	for {
+		fs := rt.cl.PollFetches(ctx)
+		if fs.IsClientClosed() {
+			rt.cl.AllowRebalance()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return kgo.ErrClientClosed
+		}
+		if ctx.Err() != nil {
+			rt.cl.AllowRebalance()
+			return nil
+		}
+		rewinds := rt.admit(fs)
+		rt.flushPauses()
+		rt.tuneFetch()
+		if len(rewinds) > 0 {
+			// The partitions are paused now; rewinding drops what the
+			// client buffered for them and refetches from the first
+			// refused record once they resume.
+			rt.cl.SetOffsets(rewinds)
+		}
+		rt.cl.AllowRebalance()
+	}
+}
+
+// RecordSize is the size the byte bounds count for a record: key, value and
+// header keys and values.
+func RecordSize(r *kgo.Record) int64 {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
+}
+
+func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
+	var (
+		rewinds map[string]map[int32]kgo.EpochOffset
+		refetch []refetchEvent
+	)
+	rt.mu.Lock()
+	if rt.stopping {
+		rt.mu.Unlock()
+		return nil
+	}
+	var sizes, count int64
+	defer func() {
+		if count > 0 {
+			batch := float64(sizes) / float64(count)
+			if rt.avgSize == 0 {
+				rt.avgSize = batch
+			} else {
+				rt.avgSize += (batch - rt.avgSize) / 8
+			}
+		}
+	}()
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		key := tp{p.Topic, p.Partition}
+		ps := rt.parts[key]
+		if ps == nil {
+			ps = rt.newPartition(key)
+		}
+		for i, r := range p.Records {
+			size := RecordSize(r)
+			var refuse partition.Reasons
+			switch {
+			case !ps.win.Fits(size):
+				ps.win.Refuse()
+				refuse = partition.WindowFull
+			case rt.buffered > 0 && rt.buffered+size > rt.cfg.maxBufferedBytes:
+				refuse = partition.Memory
+			}
+			if refuse != 0 {
+				rt.setReason(ps, refuse)
+				if rewinds == nil {
+					rewinds = make(map[string]map[int32]kgo.EpochOffset)
+				}
+				if rewinds[p.Topic] == nil {
+					rewinds[p.Topic] = make(map[int32]kgo.EpochOffset)
+				}
+				rewinds[p.Topic][p.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+				refetch = append(refetch, refetchEvent{key, r.Offset, len(p.Records) - i})
+				break
+			}
+			seq, ok := ps.tr.Add(r.Offset, r.LeaderEpoch)
+			if !ok {
+				// Redelivered below what is already tracked: the first
+				// copy is in flight and will decide the watermark.
+				continue
+			}
+			if ps.win.Add(size) {
+				rt.setReason(ps, partition.WindowFull)
+			}
+			rt.buffered += size
+			rt.inflight++
+			sizes += size
+			count++
+			rt.enqueue(ps, item{rec: r, seq: seq, size: size})
+		}
+	})
+	rt.mu.Unlock()
+	for _, e := range refetch {
+		rt.refetched.Add(uint64(e.records))
+		for _, h := range rt.hooks.refetch {
+			h.OnRecordsRefetch(e.topic, e.partition, e.offset, e.records)
+		}
+	}
+	return rewinds
+}
+
+func (rt *Runtime) initFetchSizing() {
+	rt.fetchMax, _ = rt.cl.OptValue(kgo.FetchMaxBytes).(int32)
+	rt.fetchPartMax, _ = rt.cl.OptValue(kgo.FetchMaxPartitionBytes).(int32)
+	if rt.fetchMax <= 0 {
+		rt.fetchMax = 50 << 20
+	}
+	if rt.fetchPartMax <= 0 {
+		rt.fetchPartMax = 1 << 20
+	}
+	rt.curFetchMax, rt.curFetchPart = rt.fetchMax, rt.fetchPartMax
+}
+
+// tuneFetch sizes fetches to the room a window has after it resumes, so
+// that a resumed partition's next fetch fits its window instead of being
+// refused and fetched again: partition bytes ~ average record size times
+// the records a resumed window can take, and request bytes at most what the
+// global budget has room for. It never raises either above what the client
+// was configured with, and only tells the client when a value moves by more
+// than a quarter. Owned by the poll loop.
+func (rt *Runtime) tuneFetch() {
+	if rt.avgSize <= 0 {
+		return
+	}
+	room := float64(rt.limits.MaxRecords - rt.limits.ResumeRecords)
+	part := int64(rt.avgSize * room)
+	part = min(part, rt.limits.MaxBytes-rt.limits.ResumeBytes, int64(rt.fetchPartMax))
+	part = max(part, 1<<10)
+	req := min(max(part, rt.cfg.maxBufferedBytes-rt.memResume), int64(rt.fetchMax))
+	far := func(cur int32, want int64) bool {
+		c := int64(cur)
+		return 4*want < 3*c || 4*want > 5*c
+	}
+	if far(rt.curFetchPart, part) || far(rt.curFetchMax, req) {
+		rt.curFetchPart, rt.curFetchMax = int32(part), int32(req)
+		rt.cl.UpdateFetchMaxBytes(rt.curFetchMax, rt.curFetchPart)
+	}
+}
+
+type refetchEvent struct {
+	tp
+	offset  int64
+	records int
+}
+
+func (rt *Runtime) newPartition(key tp) *pstate {
+	ps := &pstate{tp: key, win: partition.NewWindow(rt.limits), quit: make(chan struct{}), commit: -1}
+	ps.ctx, ps.cancel = context.WithCancel(rt.baseCtx)
+	switch rt.cfg.ordering {
+	case OrderPartition:
+		ps.lane = &lane{ps: ps}
+	case OrderKey:
+		ps.keys = make(map[string]*lane)
+	}
+	rt.parts[key] = ps
+	return ps
+}
+
+// setReason and clearReason change a partition's pause reasons; the
+// controller or the poll loop applies the change to the client in a batch.
+// Both are called with mu held.
+func (rt *Runtime) setReason(ps *pstate, r partition.Reasons) {
+	if ps.reasons&r == r {
+		return
+	}
+	if r&partition.Memory != 0 && ps.reasons&partition.Memory == 0 {
+		rt.memPaused++
+	}
+	ps.reasons |= r
+	rt.markDirty(ps)
+}
+
+func (rt *Runtime) clearReason(ps *pstate, r partition.Reasons) bool {
+	if ps.reasons&r == 0 {
+		return false
+	}
+	if r&partition.Memory != 0 && ps.reasons&partition.Memory != 0 {
+		rt.memPaused--
+	}
+	ps.reasons &^= r
+	rt.markDirty(ps)
+	return true
+}
+
+func (rt *Runtime) markDirty(ps *pstate) {
+	if !ps.dirty {
+		ps.dirty = true
+		rt.dirty = append(rt.dirty, ps)
+	}
+}
+
+func (rt *Runtime) wake() {
+	select {
+	case rt.notify <- struct{}{}:
+	default:
+	}
+}
+
+// controller applies pause changes made off the poll loop (resumes, mostly)
+// and commits periodically. It is owned by Run.
+func (rt *Runtime) controller(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(rt.cfg.commitInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-rt.notify:
+			rt.flushPauses()
+		case <-tick.C:
+			rt.commitOwned()
+		}
+	}
+}
+
+// flushPauses applies every pending pause-state change in at most one
+// PauseFetchPartitions and one ResumeFetchPartitions call.
+func (rt *Runtime) flushPauses() {
+	rt.pauseMu.Lock()
+	defer rt.pauseMu.Unlock()
+	var (
+		pause  map[string][]int32
+		info   map[string]map[int32]partition.Reasons
+		resume map[string][]int32
+	)
+	rt.mu.Lock()
+	for _, ps := range rt.dirty {
+		ps.dirty = false
+		if ps.revoking {
+			continue // revocation clears the client's pause itself
+		}
+		want := ps.reasons.Paused()
+		switch {
+		case want && !ps.kpaused:
+			ps.kpaused = true
+			if pause == nil {
+				pause = make(map[string][]int32)
+				info = make(map[string]map[int32]partition.Reasons)
+			}
+			pause[ps.topic] = append(pause[ps.topic], ps.partition)
+			if info[ps.topic] == nil {
+				info[ps.topic] = make(map[int32]partition.Reasons)
+			}
+			info[ps.topic][ps.partition] = ps.reasons
+		case !want && ps.kpaused:
+			ps.kpaused = false
+			if resume == nil {
+				resume = make(map[string][]int32)
+			}
+			resume[ps.topic] = append(resume[ps.topic], ps.partition)
+		}
+	}
+	clear(rt.dirty)
+	rt.dirty = rt.dirty[:0]
+	rt.mu.Unlock()
+	if pause != nil {
+		rt.cl.PauseFetchPartitions(pause)
+		for _, h := range rt.hooks.paused {
+			h.OnPartitionsPaused(info)
+		}
+	}
+	if resume != nil {
+		rt.cl.ResumeFetchPartitions(resume)
+		for _, h := range rt.hooks.resumed {
+			h.OnPartitionsResumed(resume)
+		}
+	}
+}
+
+// Pause pauses fetching of the given partitions for reason, which must not
+// be [partition.WindowFull] or [partition.Memory] (the runtime owns those).
+// A partition stays paused until every reason holding it is resumed.
+// Partitions this member does not currently own are ignored; revocation
+// clears all reasons.
+func (rt *Runtime) Pause(reason partition.Reasons, tps map[string][]int32) {
+	rt.changeReasons(reason, tps, true)
+}
+
+// Resume clears reason from the given partitions; see [Runtime.Pause].
+func (rt *Runtime) Resume(reason partition.Reasons, tps map[string][]int32) {
+	rt.changeReasons(reason, tps, false)
+}
+
+func (rt *Runtime) changeReasons(reason partition.Reasons, tps map[string][]int32, set bool) {
+	reason &^= partition.WindowFull | partition.Memory
+	if reason == 0 {
+		return
+	}
+	rt.mu.Lock()
+	for t, ps := range tps {
+		for _, p := range ps {
+			if st := rt.parts[tp{t, p}]; st != nil && !st.revoking {
+				if set {
+					rt.setReason(st, reason)
+				} else {
+					rt.clearReason(st, reason)
+				}
+			}
+		}
+	}
+	rt.mu.Unlock()
+	rt.flushPauses()
+}

@@ -1,0 +1,219 @@
+// Package testkit holds helpers shared by floodgate's tests: an embedded
+// kfake cluster, a fast producer, and a ledger that accounts for every
+// record a test produced.
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Cluster starts an embedded kfake cluster seeded with topic (partitions
+// partitions) and closes it when the test ends. It returns the seed brokers.
+func Cluster(tb testing.TB, partitions int32, topics ...string) (*kfake.Cluster, []string) {
+	tb.Helper()
+	c, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.SeedTopics(partitions, topics...),
+		kfake.GroupMinSessionTimeout(500*time.Millisecond),
+	)
+	if err != nil {
+		tb.Fatalf("starting kfake: %v", err)
+	}
+	tb.Cleanup(c.Close)
+	return c, c.ListenAddrs()
+}
+
+// Produce writes n records to topic, round-robin over its partitions, with
+// keys "k0".."k(keys-1)" and values of valueSize bytes, and waits for every
+// acknowledgement. It returns the records as acknowledged (with partition
+// and offset set).
+func Produce(tb testing.TB, brokers []string, topic string, n, keys, valueSize int) []*kgo.Record {
+	tb.Helper()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+		kgo.ProducerLinger(5*time.Millisecond),
+	)
+	if err != nil {
+		tb.Fatalf("producer client: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := make([]*kgo.Record, n)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	value := make([]byte, valueSize)
+	for i := range n {
+		r := &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i%keys), Value: value}
+		out[i] = r
+		wg.Add(1)
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		tb.Fatalf("producing %d records: %v", n, firstErr)
+	}
+	return out
+}
+
+// TP names a partition.
+type TP struct {
+	Topic     string
+	Partition int32
+}
+
+// Ledger accounts for records: which were produced and how often each was
+// handled. It is safe for concurrent use.
+type Ledger struct {
+	mu       sync.Mutex
+	expected map[TP]map[int64]int // produced -> times handled
+	extra    int                  // handled but never produced
+	handled  int                  // distinct produced records handled
+	changed  chan struct{}
+}
+
+// NewLedger expects the given produced records.
+func NewLedger(produced []*kgo.Record) *Ledger {
+	l := &Ledger{expected: make(map[TP]map[int64]int), changed: make(chan struct{}, 1)}
+	for _, r := range produced {
+		l.Expect(r.Topic, r.Partition, r.Offset)
+	}
+	return l
+}
+
+// Expect adds one expected record.
+func (l *Ledger) Expect(topic string, partition int32, offset int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := TP{topic, partition}
+	if l.expected[k] == nil {
+		l.expected[k] = make(map[int64]int)
+	}
+	l.expected[k][offset] = 0
+}
+
+// Handled records one handling of a record.
+func (l *Ledger) Handled(topic string, partition int32, offset int64) {
+	l.mu.Lock()
+	m := l.expected[TP{topic, partition}]
+	n, ok := m[offset]
+	switch {
+	case !ok:
+		l.extra++
+	case n == 0:
+		l.handled++
+		m[offset] = 1
+	default:
+		m[offset] = n + 1
+	}
+	l.mu.Unlock()
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Counts returns the number of records expected, handled at least once,
+// handled more than once (duplicate handlings beyond the first) and handled
+// without having been expected.
+func (l *Ledger) Counts() (expected, handled, duplicates, unexpected int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.expected {
+		expected += len(m)
+		for _, n := range m {
+			if n > 1 {
+				duplicates += n - 1
+			}
+		}
+	}
+	return expected, l.handled, duplicates, l.extra
+}
+
+// Missing describes up to max records never handled, or "" if none.
+func (l *Ledger) Missing(max int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var miss []string
+	total := 0
+	keys := make([]TP, 0, len(l.expected))
+	for k := range l.expected {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return keys[i].Topic < keys[j].Topic || keys[i].Topic == keys[j].Topic && keys[i].Partition < keys[j].Partition
+	})
+	for _, k := range keys {
+		offs := make([]int64, 0)
+		for o, n := range l.expected[k] {
+			if n == 0 {
+				offs = append(offs, o)
+			}
+		}
+		sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+		total += len(offs)
+		for _, o := range offs {
+			if len(miss) < max {
+				miss = append(miss, fmt.Sprintf("%s[%d]@%d", k.Topic, k.Partition, o))
+			}
+		}
+	}
+	if total == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d records never handled, first: %s", total, strings.Join(miss, " "))
+}
+
+// WaitAll waits until every expected record was handled at least once, or
+// fails the test after timeout naming what is missing.
+func (l *Ledger) WaitAll(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		exp, handled, _, _ := l.Counts()
+		if handled == exp {
+			return
+		}
+		select {
+		case <-l.changed:
+		case <-deadline.C:
+			tb.Fatalf("after %v: %s", timeout, l.Missing(10))
+		}
+	}
+}
+
+// Eventually polls cond every few milliseconds until it is true, failing
+// the test with msg after timeout.
+func Eventually(tb testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v: %s", timeout, msg)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
