@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -14,24 +14,19 @@ import (
 	"github.com/floodgate-kafka/floodgate/partition"
 )
 
-// registry maps clients to the runtime that wraps them, so that the
-// package-level rebalance callbacks in GroupOpts find their runtime.
-var registry sync.Map // *kgo.Client -> *Runtime
-
-func register(cl *kgo.Client, rt *Runtime) bool {
-	_, loaded := registry.LoadOrStore(cl, rt)
-	return !loaded
+// binding connects the rebalance callbacks of one client to the runtime
+// that wraps it. GroupOpts installs it both as the callbacks' receiver and
+// as a (no-op) kgo hook, which is how Wrap finds it on a client.
+type binding struct {
+	rt atomic.Pointer[Runtime]
 }
 
-func unregister(cl *kgo.Client, rt *Runtime) { registry.CompareAndDelete(cl, rt) }
+// kgo accepts only hooks that implement a hook interface; this one is cheap
+// (called once, at client creation) and does nothing.
+var _ kgo.HookNewClient = (*binding)(nil)
 
-func lookup(cl *kgo.Client) *Runtime {
-	v, ok := registry.Load(cl)
-	if !ok {
-		return nil
-	}
-	return v.(*Runtime)
-}
+// OnNewClient implements kgo.HookNewClient; it does nothing.
+func (*binding) OnNewClient(*kgo.Client) {}
 
 // GroupOpts returns the kgo options a client needs to be wrapped by [Wrap]:
 //
@@ -42,31 +37,35 @@ func lookup(cl *kgo.Client) *Runtime {
 //     admission of its records, so every admitted record is owned;
 //   - kgo.OnPartitionsAssigned, kgo.OnPartitionsRevoked and
 //     kgo.OnPartitionsLost: the runtime drains and commits revoked
-//     partitions and drops lost ones.
+//     partitions and drops lost ones;
+//   - kgo.WithHooks with a marker by which Wrap recognises the client.
 //
-// Add them last, after the caller's own options (they replace any rebalance
-// callbacks set before them). kgo.ConsumerGroup and the topics are the
-// caller's to set.
+// Add them last, after the caller's own options: a rebalance callback set
+// after them would replace the runtime's, and kgo offers no way to detect
+// that. kgo.ConsumerGroup and the topics are the caller's to set. Each call
+// returns options for one client.
 func GroupOpts() []kgo.Opt {
+	b := new(binding)
 	return []kgo.Opt{
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsAssigned(onAssigned),
-		kgo.OnPartitionsRevoked(onRevoked),
-		kgo.OnPartitionsLost(onLost),
+		kgo.WithHooks(b),
+		kgo.OnPartitionsAssigned(b.onAssigned),
+		kgo.OnPartitionsRevoked(b.onRevoked),
+		kgo.OnPartitionsLost(b.onLost),
 	}
 }
 
-func onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	if rt := lookup(cl); rt != nil {
+func (b *binding) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	if rt := b.rt.Load(); rt != nil {
 		for _, h := range rt.hooks.rebalance {
 			h.OnAssigned(assigned)
 		}
 	}
 }
 
-func onRevoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	if rt := lookup(cl); rt != nil {
+func (b *binding) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if rt := b.rt.Load(); rt != nil {
 		n := rt.revoke(revoked, false, rt.cfg.revokeTimeout)
 		for _, h := range rt.hooks.rebalance {
 			h.OnRevoked(revoked, n)
@@ -74,8 +73,8 @@ func onRevoked(_ context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	}
 }
 
-func onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
-	if rt := lookup(cl); rt != nil {
+func (b *binding) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if rt := b.rt.Load(); rt != nil {
 		n := rt.revoke(lost, true, 0)
 		for _, h := range rt.hooks.rebalance {
 			h.OnLost(lost, n)
@@ -83,18 +82,11 @@ func onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
 	}
 }
 
-func funcPtr(f any) uintptr {
-	v := reflect.ValueOf(f)
-	if v.Kind() != reflect.Func || v.IsNil() {
-		return 0
-	}
-	return v.Pointer()
-}
-
-// checkClient verifies that cl carries the options of GroupOpts.
-func checkClient(cl *kgo.Client) error {
+// bind checks that cl carries the options of GroupOpts and binds rt to its
+// callbacks.
+func bind(cl *kgo.Client, rt *Runtime) error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s (build it with consumer.GroupOpts())", ErrClientMisconfigured, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s (add consumer.GroupOpts() to the client's options)", ErrClientMisconfigured, fmt.Sprintf(format, args...))
 	}
 	if g, _ := cl.OptValue(kgo.ConsumerGroup).(string); g == "" {
 		return bad("kgo.ConsumerGroup is not set")
@@ -107,20 +99,38 @@ func checkClient(cl *kgo.Client) error {
 	if block, _ := cl.OptValue(kgo.BlockRebalanceOnPoll).(bool); !block {
 		return bad("kgo.BlockRebalanceOnPoll is not set")
 	}
-	for _, c := range []struct {
-		name string
-		opt  any
-		want any
-	}{
-		{"kgo.OnPartitionsAssigned", kgo.OnPartitionsAssigned, onAssigned},
-		{"kgo.OnPartitionsRevoked", kgo.OnPartitionsRevoked, onRevoked},
-		{"kgo.OnPartitionsLost", kgo.OnPartitionsLost, onLost},
-	} {
-		if funcPtr(cl.OptValue(c.opt)) != funcPtr(c.want) {
-			return bad("%s is not the runtime's callback", c.name)
-		}
+	b := findBinding(cl)
+	if b == nil {
+		return bad("the runtime's rebalance callbacks are not installed")
+	}
+	if !b.rt.CompareAndSwap(nil, rt) {
+		return fmt.Errorf("%w: client is already wrapped by another Runtime", ErrClientMisconfigured)
 	}
 	return nil
+}
+
+// unbind detaches rt from its client's callbacks: a rebalance after Run
+// returned finds no runtime and does nothing.
+func unbind(cl *kgo.Client, rt *Runtime) {
+	if b := findBinding(cl); b != nil {
+		b.rt.CompareAndSwap(rt, nil)
+	}
+}
+
+// findBinding returns the binding among cl's hooks. kgo returns its hooks
+// as an unexported slice type, hence the reflection.
+func findBinding(cl *kgo.Client) *binding {
+	v := reflect.ValueOf(cl.OptValue(kgo.WithHooks))
+	if v.Kind() != reflect.Slice {
+		return nil
+	}
+	var b *binding
+	for i := 0; i < v.Len(); i++ {
+		if x, ok := v.Index(i).Interface().(*binding); ok {
+			b = x // the last GroupOpts wins, as its callbacks do
+		}
+	}
+	return b
 }
 
 // revoke takes partitions away from the runtime. It stops dispatching them

@@ -142,7 +142,10 @@ func New(handler Handler, opts ...Opt) (*Runtime, error) {
 	}
 	rt.cl, rt.own = cl, true
 	rt.initFetchSizing()
-	register(cl, rt)
+	if err := bind(cl, rt); err != nil {
+		cl.Close()
+		return nil, err // unreachable: our own options
+	}
 	return rt, nil
 }
 
@@ -158,18 +161,15 @@ func Wrap(cl *kgo.Client, handler Handler, opts ...Opt) (*Runtime, error) {
 	if cl == nil {
 		return nil, fmt.Errorf("%w: client is nil", ErrClientMisconfigured)
 	}
-	if err := checkClient(cl); err != nil {
-		return nil, err
-	}
 	rt, err := newRuntime(handler, false, opts)
 	if err != nil {
 		return nil, err
 	}
 	rt.cl = cl
-	rt.initFetchSizing()
-	if !register(cl, rt) {
-		return nil, fmt.Errorf("%w: client is already wrapped by another Runtime", ErrClientMisconfigured)
+	if err := bind(cl, rt); err != nil {
+		return nil, err
 	}
+	rt.initFetchSizing()
 	return rt, nil
 }
 
@@ -225,7 +225,7 @@ func (rt *Runtime) Run(ctx context.Context) (err error) {
 		return ErrAlreadyRunning
 	}
 	defer close(rt.done)
-	defer unregister(rt.cl, rt)
+	defer unbind(rt.cl, rt)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(rt.closeCtx, cancel)
@@ -260,7 +260,7 @@ func (rt *Runtime) Close() error {
 	if !rt.started.Load() {
 		if rt.started.CompareAndSwap(false, true) {
 			close(rt.done)
-			unregister(rt.cl, rt)
+			unbind(rt.cl, rt)
 			rt.closeOwnClient()
 			rt.baseCancel()
 		}

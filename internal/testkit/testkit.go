@@ -32,11 +32,14 @@ func Cluster(tb testing.TB, partitions int32, topics ...string) (*kfake.Cluster,
 	return c, c.ListenAddrs()
 }
 
-// Produce writes n records to topic, round-robin over its partitions, with
-// keys "k0".."k(keys-1)" and values of valueSize bytes, and waits for every
-// acknowledgement. It returns the records as acknowledged (with partition
-// and offset set).
-func Produce(tb testing.TB, brokers []string, topic string, n, keys, valueSize int) []*kgo.Record {
+// Producer produces test records through one client.
+type Producer struct {
+	cl *kgo.Client
+}
+
+// NewProducer returns a producer closed when the test ends. Records are
+// spread round-robin over partitions.
+func NewProducer(tb testing.TB, brokers []string) *Producer {
 	tb.Helper()
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
@@ -46,7 +49,15 @@ func Produce(tb testing.TB, brokers []string, topic string, n, keys, valueSize i
 	if err != nil {
 		tb.Fatalf("producer client: %v", err)
 	}
-	defer cl.Close()
+	tb.Cleanup(cl.Close)
+	return &Producer{cl: cl}
+}
+
+// Produce writes n records to topic with keys "k0".."k(keys-1)" and values
+// of valueSize bytes, and waits for every acknowledgement. It returns the
+// records as acknowledged (with partition and offset set). It is safe to
+// call from any goroutine.
+func (p *Producer) Produce(topic string, n, keys, valueSize int) ([]*kgo.Record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	out := make([]*kgo.Record, n)
@@ -60,7 +71,7 @@ func Produce(tb testing.TB, brokers []string, topic string, n, keys, valueSize i
 		r := &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i%keys), Value: value}
 		out[i] = r
 		wg.Add(1)
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+		p.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			defer wg.Done()
 			if err != nil {
 				mu.Lock()
@@ -73,9 +84,19 @@ func Produce(tb testing.TB, brokers []string, topic string, n, keys, valueSize i
 	}
 	wg.Wait()
 	if firstErr != nil {
-		tb.Fatalf("producing %d records: %v", n, firstErr)
+		return nil, fmt.Errorf("producing %d records: %w", n, firstErr)
 	}
-	return out
+	return out, nil
+}
+
+// Produce is a one-shot [Producer.Produce] that fails the test on error.
+func Produce(tb testing.TB, brokers []string, topic string, n, keys, valueSize int) []*kgo.Record {
+	tb.Helper()
+	rs, err := NewProducer(tb, brokers).Produce(topic, n, keys, valueSize)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rs
 }
 
 // TP names a partition.
@@ -85,18 +106,24 @@ type TP struct {
 }
 
 // Ledger accounts for records: which were produced and how often each was
-// handled. It is safe for concurrent use.
+// handled. A record may be handled before the test learns it was produced
+// (the acknowledgement can arrive after a consumer handled it); the ledger
+// accepts both orders. It is safe for concurrent use.
 type Ledger struct {
 	mu       sync.Mutex
-	expected map[TP]map[int64]int // produced -> times handled
-	extra    int                  // handled but never produced
-	handled  int                  // distinct produced records handled
+	expected map[TP]map[int64]struct{}
+	handled  map[TP]map[int64]int
+	done     int // expected records handled at least once
 	changed  chan struct{}
 }
 
 // NewLedger expects the given produced records.
 func NewLedger(produced []*kgo.Record) *Ledger {
-	l := &Ledger{expected: make(map[TP]map[int64]int), changed: make(chan struct{}, 1)}
+	l := &Ledger{
+		expected: make(map[TP]map[int64]struct{}),
+		handled:  make(map[TP]map[int64]int),
+		changed:  make(chan struct{}, 1),
+	}
 	for _, r := range produced {
 		l.Expect(r.Topic, r.Partition, r.Offset)
 	}
@@ -109,24 +136,29 @@ func (l *Ledger) Expect(topic string, partition int32, offset int64) {
 	defer l.mu.Unlock()
 	k := TP{topic, partition}
 	if l.expected[k] == nil {
-		l.expected[k] = make(map[int64]int)
+		l.expected[k] = make(map[int64]struct{})
 	}
-	l.expected[k][offset] = 0
+	if _, ok := l.expected[k][offset]; ok {
+		return
+	}
+	l.expected[k][offset] = struct{}{}
+	if l.handled[k][offset] > 0 {
+		l.done++
+	}
 }
 
 // Handled records one handling of a record.
 func (l *Ledger) Handled(topic string, partition int32, offset int64) {
 	l.mu.Lock()
-	m := l.expected[TP{topic, partition}]
-	n, ok := m[offset]
-	switch {
-	case !ok:
-		l.extra++
-	case n == 0:
-		l.handled++
-		m[offset] = 1
-	default:
-		m[offset] = n + 1
+	k := TP{topic, partition}
+	m := l.handled[k]
+	if m == nil {
+		m = make(map[int64]int)
+		l.handled[k] = m
+	}
+	m[offset]++
+	if _, ok := l.expected[k][offset]; ok && m[offset] == 1 {
+		l.done++
 	}
 	l.mu.Unlock()
 	select {
@@ -135,21 +167,36 @@ func (l *Ledger) Handled(topic string, partition int32, offset int64) {
 	}
 }
 
+// Progress returns how many records are expected and how many of those
+// were handled at least once. It is cheap.
+func (l *Ledger) Progress() (expected, handled int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.expected {
+		expected += len(m)
+	}
+	return expected, l.done
+}
+
 // Counts returns the number of records expected, handled at least once,
 // handled more than once (duplicate handlings beyond the first) and handled
 // without having been expected.
 func (l *Ledger) Counts() (expected, handled, duplicates, unexpected int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, m := range l.expected {
-		expected += len(m)
-		for _, n := range m {
-			if n > 1 {
-				duplicates += n - 1
+	for k, m := range l.handled {
+		for o, n := range m {
+			if _, ok := l.expected[k][o]; !ok {
+				unexpected += n
+				continue
 			}
+			duplicates += n - 1
 		}
 	}
-	return expected, l.handled, duplicates, l.extra
+	for _, m := range l.expected {
+		expected += len(m)
+	}
+	return expected, l.done, duplicates, unexpected
 }
 
 // Missing describes up to max records never handled, or "" if none.
@@ -167,8 +214,8 @@ func (l *Ledger) Missing(max int) string {
 	})
 	for _, k := range keys {
 		offs := make([]int64, 0)
-		for o, n := range l.expected[k] {
-			if n == 0 {
+		for o := range l.expected[k] {
+			if l.handled[k][o] == 0 {
 				offs = append(offs, o)
 			}
 		}
@@ -193,7 +240,7 @@ func (l *Ledger) WaitAll(tb testing.TB, timeout time.Duration) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		exp, handled, _, _ := l.Counts()
+		exp, handled := l.Progress()
 		if handled == exp {
 			return
 		}
