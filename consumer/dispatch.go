@@ -28,6 +28,8 @@ func (rt *Runtime) enqueue(ps *pstate, it item) {
 		if l == nil {
 			l = rt.newLane(ps, string(it.rec.Key))
 			ps.keys[l.key] = l
+		} else if !l.queued {
+			ps.idleLanes--
 		}
 	}
 	l.q.push(it)
@@ -47,6 +49,20 @@ func (rt *Runtime) newLane(ps *pstate, key string) *lane {
 		return l
 	}
 	return &lane{ps: ps, key: key}
+}
+
+// maxIdleLanes bounds the idle key lanes a partition keeps in OrderKey.
+const maxIdleLanes = 1024
+
+// sweepLanes frees every idle lane of ps. Called with mu held.
+func (rt *Runtime) sweepLanes(ps *pstate) {
+	for k, l := range ps.keys {
+		if !l.queued {
+			delete(ps.keys, k)
+			rt.freeLane(l)
+		}
+	}
+	ps.idleLanes = 0
 }
 
 func (rt *Runtime) freeLane(l *lane) {
@@ -98,8 +114,13 @@ func (rt *Runtime) worker() {
 			case l.q.len() > 0 && !ps.revoking:
 				rt.runq.push(t) // to the back: partitions (keys) take turns
 			case rt.cfg.ordering == OrderKey && !ps.revoking:
-				delete(ps.keys, l.key)
-				rt.freeLane(l)
+				// Keep the idle lane for the key's next record; sweep
+				// idle lanes only once there are many, so that a key
+				// seen again soon costs no allocation.
+				l.queued = false
+				if ps.idleLanes++; ps.idleLanes > maxIdleLanes {
+					rt.sweepLanes(ps)
+				}
 			default:
 				l.queued = false
 			}

@@ -70,7 +70,7 @@ func defaultCfg() cfg {
 	return cfg{
 		ordering:         OrderPartition,
 		maxConcurrency:   64,
-		partMaxRecords:   1000,
+		partMaxRecords:   10000,
 		partMaxBytes:     8 << 20,
 		resumeFraction:   0.5,
 		maxBufferedBytes: 256 << 20,

@@ -1,7 +1,8 @@
 package consumer
 
-// ring is a growable FIFO of values. It allocates only when it grows, so a
-// queue that has reached its working size allocates nothing per element.
+// ring is a growable FIFO of values with a power-of-two capacity. It
+// allocates only when it grows, so a queue that has reached its working
+// size allocates nothing per element.
 type ring[T any] struct {
 	buf        []T
 	head, size int
@@ -17,11 +18,11 @@ func (q *ring[T]) push(v T) {
 		}
 		buf := make([]T, n)
 		for i := 0; i < q.size; i++ {
-			buf[i] = q.buf[(q.head+i)%len(q.buf)]
+			buf[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
 		}
 		q.buf, q.head = buf, 0
 	}
-	q.buf[(q.head+q.size)%len(q.buf)] = v
+	q.buf[(q.head+q.size)&(len(q.buf)-1)] = v
 	q.size++
 }
 
@@ -32,7 +33,7 @@ func (q *ring[T]) pop() (v T, ok bool) {
 	var zero T
 	v = q.buf[q.head]
 	q.buf[q.head] = zero // let the GC have what the element referenced
-	q.head = (q.head + 1) % len(q.buf)
+	q.head = (q.head + 1) & (len(q.buf) - 1)
 	q.size--
 	return v, true
 }

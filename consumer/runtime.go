@@ -96,22 +96,23 @@ type task struct {
 
 type pstate struct {
 	tp
-	ctx      context.Context
-	cancel   context.CancelFunc
-	quit     chan struct{} // closed when revocation starts: no more retries
-	win      partition.Window
-	tr       partition.Tracker
-	reasons  partition.Reasons
-	kpaused  bool // kgo has the partition paused (guarded by mu, changed under pauseMu)
-	dirty    bool // in Runtime.dirty
-	lane     *lane
-	keys     map[string]*lane
-	running  int
-	aborted  int           // records whose processing stopped without a terminal state
-	revoking bool          // no more dispatch; completions still count
-	gone     bool          // completions no longer count
-	idle     chan struct{} // closed when running drops to 0 while revoking
-	commit   int64         // last committed offset, -1 if none
+	ctx       context.Context
+	cancel    context.CancelFunc
+	quit      chan struct{} // closed when revocation starts: no more retries
+	win       partition.Window
+	tr        partition.Tracker
+	reasons   partition.Reasons
+	kpaused   bool // kgo has the partition paused (guarded by mu, changed under pauseMu)
+	dirty     bool // in Runtime.dirty
+	lane      *lane
+	keys      map[string]*lane
+	idleLanes int // lanes in keys with nothing queued or running
+	running   int
+	aborted   int           // records whose processing stopped without a terminal state
+	revoking  bool          // no more dispatch; completions still count
+	gone      bool          // completions no longer count
+	idle      chan struct{} // closed when running drops to 0 while revoking
+	commit    int64         // last committed offset, -1 if none
 }
 
 // New builds a Runtime with its own *kgo.Client from [Brokers], [Group],
@@ -132,7 +133,7 @@ func New(handler Handler, opts ...Opt) (*Runtime, error) {
 		// one in flight returns; kgo's default 5s long poll would make
 		// resumes slow while other partitions are idle. 500ms is Kafka's
 		// own default.
-		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.FetchMaxWait(100 * time.Millisecond),
 	}
 	kopts = append(kopts, rt.cfg.kopts...)
 	kopts = append(kopts, GroupOpts()...)
@@ -388,6 +389,12 @@ func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
 			sizes += size
 			count++
 			rt.enqueue(ps, item{rec: r, seq: seq, size: size})
+			if count%256 == 0 {
+				// Let workers at the records already queued rather
+				// than hold the lock across a whole large fetch.
+				rt.mu.Unlock()
+				rt.mu.Lock()
+			}
 		}
 	})
 	rt.mu.Unlock()
