@@ -31,7 +31,9 @@ type HookPartitionsPaused interface {
 	OnPartitionsPaused(paused map[string]map[int32]partition.Reasons)
 }
 
-// HookPartitionsResumed is called after the runtime resumed fetching.
+// HookPartitionsResumed is called after the runtime resumed fetching,
+// including when it clears the pause of a revoked or lost partition, so that
+// pauses minus resumes is the number of partitions paused now.
 type HookPartitionsResumed interface {
 	OnPartitionsResumed(resumed map[string][]int32)
 }

@@ -225,6 +225,9 @@ func (rt *Runtime) revoke(tps map[string][]int32, lost bool, wait time.Duration)
 	rt.mu.Unlock()
 	if resume != nil {
 		rt.cl.ResumeFetchPartitions(resume)
+		for _, h := range rt.hooks.resumed {
+			h.OnPartitionsResumed(resume)
+		}
 	}
 	rt.pauseMu.Unlock()
 	return abandoned

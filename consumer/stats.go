@@ -6,7 +6,9 @@ import (
 	"github.com/floodgate-kafka/floodgate/partition"
 )
 
-// PartitionStats is a snapshot of one owned partition.
+// PartitionStats is a snapshot of one owned partition. A partition appears
+// once the runtime admitted a record of it (an assigned partition with
+// nothing to fetch does not), and disappears when it is revoked or lost.
 type PartitionStats struct {
 	Topic     string
 	Partition int32
@@ -16,7 +18,8 @@ type PartitionStats struct {
 	InFlightBytes   int64
 	// Running counts handlers running for this partition.
 	Running int
-	// Paused holds the reasons the partition is paused for.
+	// Paused holds the reasons the partition is paused for, as the runtime
+	// decided them; the client applies changes in the next batch.
 	Paused partition.Reasons
 	// Watermark is the offset past the completed prefix (-1 before any
 	// record completed); Committed the last offset committed (-1 if none
