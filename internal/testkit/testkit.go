@@ -117,7 +117,8 @@ type Ledger struct {
 	mu       sync.Mutex
 	expected map[TP]map[int64]struct{}
 	handled  map[TP]map[int64]int
-	done     int // expected records handled at least once
+	prefix   map[TP]int64 // offsets [0, prefix) all handled
+	done     int          // expected records handled at least once
 	changed  chan struct{}
 }
 
@@ -126,6 +127,7 @@ func NewLedger(produced []*kgo.Record) *Ledger {
 	l := &Ledger{
 		expected: make(map[TP]map[int64]struct{}),
 		handled:  make(map[TP]map[int64]int),
+		prefix:   make(map[TP]int64),
 		changed:  make(chan struct{}, 1),
 	}
 	for _, r := range produced {
@@ -169,6 +171,22 @@ func (l *Ledger) Handled(topic string, partition int32, offset int64) {
 	case l.changed <- struct{}{}:
 	default:
 	}
+}
+
+// HandledPrefix returns p such that offsets 0 to p-1 of the partition were
+// all handled at least once. On a topic whose offsets are contiguous from 0
+// (no transactions, no compaction), committing an offset above it would
+// commit past a record never handled.
+func (l *Ledger) HandledPrefix(topic string, partition int32) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := TP{topic, partition}
+	p := l.prefix[k]
+	for l.handled[k][p] > 0 {
+		p++
+	}
+	l.prefix[k] = p
+	return p
 }
 
 // Progress returns how many records are expected and how many of those

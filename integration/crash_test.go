@@ -1,0 +1,130 @@
+package integration_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/consumer"
+	"github.com/floodgate-kafka/floodgate/integration"
+	"github.com/floodgate-kafka/floodgate/internal/testkit"
+)
+
+const (
+	childEnv       = "FLOODGATE_INTEGRATION_CHILD" // brokers|topic|group
+	childMaxRecs   = 50
+	childCommit    = 100 * time.Millisecond
+	childDelay     = time.Millisecond
+	childSessionTO = 3 * time.Second
+)
+
+func faultRunDir() string { return filepath.Join(os.TempDir(), "floodgate-kafka-fault") }
+
+// runChild is the consumer process of TestCrashKill: it reports every
+// handled record on stdout before the handler returns (so before it can be
+// committed) and runs until it is killed.
+func runChild() bool {
+	spec := os.Getenv(childEnv)
+	if spec == "" {
+		return false
+	}
+	parts := strings.Split(spec, "|")
+	if len(parts) != 3 {
+		fmt.Fprintln(os.Stderr, "bad", childEnv, spec)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+		time.Sleep(childDelay)
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(out, "%d %d\n", r.Partition, r.Offset)
+		return out.Flush()
+	},
+		consumer.Brokers(strings.Split(parts[0], ",")...), consumer.Topics(parts[1]), consumer.Group(parts[2]),
+		consumer.PartitionMaxRecords(childMaxRecs), consumer.CommitInterval(childCommit),
+		consumer.KgoOpts(kgo.SessionTimeout(childSessionTO), kgo.HeartbeatInterval(300*time.Millisecond)),
+	)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	_ = rt.Run(context.Background())
+	os.Exit(3) // never reached unless the client dies
+	return true
+}
+
+// TestCrashKill kills consumer processes with SIGKILL at random points and
+// restarts them: every record is handled at least once, and duplicates stay
+// within what a killed process could have handled without committing.
+func TestCrashKill(t *testing.T) {
+	c := integration.Shared(t)
+	const parts = 4
+	s := newScenario(t, c, parts, 1)
+	n := integration.Scale(8000)
+	s.produce(testkit.NewProducer(t, c.Brokers), n, 40, 30)
+	kills := integration.Scale(4)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+
+	start := func() (*exec.Cmd, <-chan struct{}) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(c.Brokers, ",")+"|"+s.topic+"|"+s.group)
+		cmd.Stderr = os.Stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				var p int32
+				var o int64
+				if _, err := fmt.Sscanf(sc.Text(), "%d %d", &p, &o); err == nil {
+					s.ledger.Handled(s.topic, p, o)
+				}
+			}
+		}()
+		return cmd, done
+	}
+	kill := func(cmd *exec.Cmd, done <-chan struct{}) {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		_ = cmd.Wait()
+	}
+	for k := 0; k < kills; k++ {
+		cmd, done := start()
+		_, before := s.ledger.Progress()
+		target := before + 100 + rng.IntN(n/(kills+1))
+		testkit.Eventually(t, 3*time.Minute, fmt.Sprintf("child %d to handle up to %d records", k, target), func() bool {
+			_, h := s.ledger.Progress()
+			return h >= min(target, n)
+		})
+		kill(cmd, done)
+		_, after := s.ledger.Progress()
+		t.Logf("kill %d after %d distinct records handled", k, after)
+	}
+	cmd, done := start()
+	s.ledger.WaitAll(t, 3*time.Minute)
+	kill(cmd, done)
+	// A killed process may have handled, without committing, what its
+	// windows held plus what completed since its last commit.
+	perPartition := childMaxRecs + 2*int(childCommit/childDelay)
+	s.report("crash-sigkill", kills*parts*perPartition, fmt.Sprintf("kills=%d", kills))
+}
