@@ -1,14 +1,10 @@
 package consumer_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,15 +25,10 @@ func crashChild() bool {
 	if brokers == "" {
 		return false
 	}
-	var mu sync.Mutex
-	out := bufio.NewWriter(os.Stdout)
+	report := testkit.ReportHandled(os.Stdout)
 	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
 		time.Sleep(200 * time.Microsecond)
-		mu.Lock()
-		fmt.Fprintf(out, "%d %d\n", r.Partition, r.Offset)
-		err := out.Flush()
-		mu.Unlock()
-		return err
+		return report(r.Partition, r.Offset)
 	},
 		consumer.Brokers(strings.Split(brokers, ",")...), consumer.Group("crash"), consumer.Topics("crash"),
 		consumer.WithOrdering(consumer.OrderKey), consumer.MaxConcurrency(8),
@@ -65,52 +56,22 @@ func TestCrashLosesNothing(t *testing.T) {
 	produced := testkit.Produce(t, brokers, "crash", n, 50, 20)
 	ledger := testkit.NewLedger(produced)
 
-	start := func() (*exec.Cmd, <-chan struct{}) {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashEnv+"="+strings.Join(brokers, ","))
-		cmd.Stderr = os.Stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				var p int32
-				var o int64
-				if _, err := fmt.Sscanf(sc.Text(), "%d %d", &p, &o); err == nil {
-					ledger.Handled("crash", p, o)
-				}
-			}
-		}()
-		return cmd, done
-	}
+	env := []string{crashEnv + "=" + strings.Join(brokers, ",")}
 	for k := 0; k < kills; k++ {
-		cmd, done := start()
+		child := testkit.StartChild(t, env, ledger, "crash")
 		_, before := ledger.Progress()
 		target := before + n/(kills+2)
 		testkit.Eventually(t, 2*time.Minute, fmt.Sprintf("child %d to handle %d records", k, target-before), func() bool {
 			_, h := ledger.Progress()
 			return h >= target
 		})
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-done
-		_ = cmd.Wait()
+		child.Kill()
 		_, after, dups, _ := ledger.Counts()
 		t.Logf("kill %d: handled %d distinct records so far, %d duplicates", k, after, dups)
 	}
-	cmd, done := start()
+	child := testkit.StartChild(t, env, ledger, "crash")
 	ledger.WaitAll(t, 3*time.Minute)
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-done
-	_ = cmd.Wait()
+	child.Kill()
 	exp, handled, dups, extra := ledger.Counts()
 	t.Logf("records=%d handled=%d duplicates=%d unexpected=%d after %d kills", exp, handled, dups, extra, kills)
 	if extra != 0 {

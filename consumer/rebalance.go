@@ -194,15 +194,7 @@ func (rt *Runtime) revoke(tps map[string][]int32, lost bool, wait time.Duration)
 		if lost {
 			continue
 		}
-		if wm, epoch, ok := ps.tr.Watermark(); ok && wm > ps.commit {
-			if offsets == nil {
-				offsets = make(map[string]map[int32]kgo.EpochOffset)
-			}
-			if offsets[ps.topic] == nil {
-				offsets[ps.topic] = make(map[int32]kgo.EpochOffset)
-			}
-			offsets[ps.topic][ps.partition] = kgo.EpochOffset{Epoch: epoch, Offset: wm}
-		}
+		offsets = ps.addUncommitted(offsets)
 	}
 	rt.mu.Unlock()
 	if offsets != nil {
@@ -284,6 +276,23 @@ func (rt *Runtime) purgeRunq() {
 	}
 }
 
+// addUncommitted adds ps's watermark to offsets if it moved past the last
+// commit, allocating offsets as needed. Called with mu held.
+func (ps *pstate) addUncommitted(offsets map[string]map[int32]kgo.EpochOffset) map[string]map[int32]kgo.EpochOffset {
+	wm, epoch, ok := ps.tr.Watermark()
+	if !ok || wm <= ps.commit {
+		return offsets
+	}
+	if offsets == nil {
+		offsets = make(map[string]map[int32]kgo.EpochOffset)
+	}
+	if offsets[ps.topic] == nil {
+		offsets[ps.topic] = make(map[int32]kgo.EpochOffset)
+	}
+	offsets[ps.topic][ps.partition] = kgo.EpochOffset{Epoch: epoch, Offset: wm}
+	return offsets
+}
+
 // commitOwned commits the watermark of every owned partition that moved
 // since its last commit.
 func (rt *Runtime) commitOwned() {
@@ -295,15 +304,7 @@ func (rt *Runtime) commitOwned() {
 		if ps.revoking {
 			continue
 		}
-		if wm, epoch, ok := ps.tr.Watermark(); ok && wm > ps.commit {
-			if offsets == nil {
-				offsets = make(map[string]map[int32]kgo.EpochOffset)
-			}
-			if offsets[ps.topic] == nil {
-				offsets[ps.topic] = make(map[int32]kgo.EpochOffset)
-			}
-			offsets[ps.topic][ps.partition] = kgo.EpochOffset{Epoch: epoch, Offset: wm}
-		}
+		offsets = ps.addUncommitted(offsets)
 	}
 	rt.mu.Unlock()
 	if offsets == nil {

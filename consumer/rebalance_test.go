@@ -49,7 +49,7 @@ func TestRebalanceUnderLoad(t *testing.T) {
 			}
 		}
 	}()
-	var revokes atomic.Int64
+	revokes := &testkit.RevokeCounter{}
 	mk := func(name string, handled *atomic.Int64) *consumer.Runtime {
 		rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
 			if r.Offset%20 == 0 {
@@ -62,7 +62,7 @@ func TestRebalanceUnderLoad(t *testing.T) {
 			consumer.Brokers(brokers...), consumer.Group("rb"), consumer.Topics("rb"),
 			consumer.WithOrdering(consumer.OrderKey), consumer.MaxConcurrency(8),
 			consumer.PartitionMaxRecords(maxRecs), consumer.CommitInterval(time.Hour),
-			consumer.WithHooks(revokeCounter{&revokes}),
+			consumer.WithHooks(revokes),
 			consumer.KgoOpts(kgo.ClientID(name)),
 		)
 		if err != nil {
@@ -107,27 +107,17 @@ func TestRebalanceUnderLoad(t *testing.T) {
 	// window once.
 	bound := 4 * parts * maxRecs
 	t.Logf("records=%d handled=%d duplicates=%d (bound %d) revokes=%d per-member a=%d b=%d c=%d",
-		exp, handled, dups, bound, revokes.Load(), ha.Load(), hb.Load(), hc.Load())
+		exp, handled, dups, bound, revokes.Revoked.Load(), ha.Load(), hb.Load(), hc.Load())
 	if extra != 0 {
 		t.Fatalf("%d unexpected records", extra)
 	}
 	if dups > bound {
 		t.Fatalf("%d duplicates exceed the in-flight bound %d", dups, bound)
 	}
-	if revokes.Load() == 0 {
+	if revokes.Revoked.Load() == 0 {
 		t.Fatal("no partition was ever revoked: the test did not rebalance")
 	}
 }
-
-type revokeCounter struct{ n *atomic.Int64 }
-
-func (revokeCounter) OnAssigned(map[string][]int32) {}
-func (r revokeCounter) OnRevoked(m map[string][]int32, _ int) {
-	for _, ps := range m {
-		r.n.Add(int64(len(ps)))
-	}
-}
-func (revokeCounter) OnLost(map[string][]int32, int) {}
 
 func TestWrapUsesCallersClient(t *testing.T) {
 	_, brokers := testkit.Cluster(t, 2, "w")

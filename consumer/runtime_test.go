@@ -15,7 +15,6 @@ import (
 
 	"github.com/floodgate-kafka/floodgate/consumer"
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
-	"github.com/floodgate-kafka/floodgate/partition"
 )
 
 func TestMain(m *testing.M) {
@@ -25,47 +24,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// run starts rt.Run in a goroutine and returns a stop function that
-// cancels it and checks its error.
-func run(t *testing.T, rt *consumer.Runtime) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- rt.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-errc:
-				if err != nil {
-					t.Errorf("Run returned %v", err)
-				}
-			case <-time.After(60 * time.Second):
-				t.Errorf("Run did not return within 60s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-// pauseCounter is a hook counting pause and resume calls.
-type pauseCounter struct{ paused, resumed, refetched atomic.Int64 }
-
-func (p *pauseCounter) OnPartitionsPaused(m map[string]map[int32]partition.Reasons) {
-	for _, ps := range m {
-		p.paused.Add(int64(len(ps)))
-	}
-}
-
-func (p *pauseCounter) OnPartitionsResumed(m map[string][]int32) {
-	for _, ps := range m {
-		p.resumed.Add(int64(len(ps)))
-	}
-}
-
-func (p *pauseCounter) OnRecordsRefetch(_ string, _ int32, _ int64, n int) { p.refetched.Add(int64(n)) }
+// run is testkit.Run, short for the tests here.
+func run(t *testing.T, rt *consumer.Runtime) func() { return testkit.Run(t, rt) }
 
 // TestBurstStaysWithinBounds produces a 100k-record burst that a slow
 // handler cannot keep up with and checks the bounds at every observation.
@@ -83,7 +43,7 @@ func TestBurstStaysWithinBounds(t *testing.T) {
 	ledger := testkit.NewLedger(produced)
 
 	var running, maxRunning atomic.Int64
-	hooks := &pauseCounter{}
+	hooks := &testkit.PauseCounter{}
 	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
 		cur := running.Add(1)
 		defer running.Add(-1)
@@ -141,12 +101,12 @@ func TestBurstStaysWithinBounds(t *testing.T) {
 	stop()
 	exp, handled, dups, extra := ledger.Counts()
 	t.Logf("records=%d handled=%d duplicates=%d observations=%d pauses=%d resumes=%d refetched=%d maxRunning=%d",
-		exp, handled, dups, observations, hooks.paused.Load(), hooks.resumed.Load(), hooks.refetched.Load(), maxRunning.Load())
+		exp, handled, dups, observations, hooks.Paused.Load(), hooks.Resumed.Load(), hooks.Refetched.Load(), maxRunning.Load())
 	if dups != 0 || extra != 0 {
 		t.Fatalf("no failure injected, yet %d duplicates and %d unexpected records", dups, extra)
 	}
-	if hooks.paused.Load() == 0 || hooks.resumed.Load() == 0 {
-		t.Fatalf("partitions never paused (%d) or resumed (%d) under a burst", hooks.paused.Load(), hooks.resumed.Load())
+	if hooks.Paused.Load() == 0 || hooks.Resumed.Load() == 0 {
+		t.Fatalf("partitions never paused (%d) or resumed (%d) under a burst", hooks.Paused.Load(), hooks.Resumed.Load())
 	}
 	if maxRunning.Load() > concurrency {
 		t.Fatalf("handler saw %d concurrent calls > %d", maxRunning.Load(), concurrency)

@@ -1,16 +1,12 @@
 package integration_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,14 +40,10 @@ func runChild() bool {
 		fmt.Fprintln(os.Stderr, "bad", childEnv, spec)
 		os.Exit(2)
 	}
-	var mu sync.Mutex
-	out := bufio.NewWriter(os.Stdout)
+	report := testkit.ReportHandled(os.Stdout)
 	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
 		time.Sleep(childDelay)
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(out, "%d %d\n", r.Partition, r.Offset)
-		return out.Flush()
+		return report(r.Partition, r.Offset)
 	},
 		consumer.Brokers(strings.Split(parts[0], ",")...), consumer.Topics(parts[1]), consumer.Group(parts[2]),
 		consumer.PartitionMaxRecords(childMaxRecs), consumer.CommitInterval(childCommit),
@@ -78,51 +70,22 @@ func TestCrashKill(t *testing.T) {
 	kills := integration.Scale(4)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 
-	start := func() (*exec.Cmd, <-chan struct{}) {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(c.Brokers, ",")+"|"+s.topic+"|"+s.group)
-		cmd.Stderr = os.Stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				var p int32
-				var o int64
-				if _, err := fmt.Sscanf(sc.Text(), "%d %d", &p, &o); err == nil {
-					s.ledger.Handled(s.topic, p, o)
-				}
-			}
-		}()
-		return cmd, done
-	}
-	kill := func(cmd *exec.Cmd, done <-chan struct{}) {
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		<-done
-		_ = cmd.Wait()
-	}
+	env := []string{childEnv + "=" + strings.Join(c.Brokers, ",") + "|" + s.topic + "|" + s.group}
 	for k := 0; k < kills; k++ {
-		cmd, done := start()
+		child := testkit.StartChild(t, env, s.ledger, s.topic)
 		_, before := s.ledger.Progress()
 		target := before + 100 + rng.IntN(n/(kills+1))
 		testkit.Eventually(t, 3*time.Minute, fmt.Sprintf("child %d to handle up to %d records", k, target), func() bool {
 			_, h := s.ledger.Progress()
 			return h >= min(target, n)
 		})
-		kill(cmd, done)
+		child.Kill()
 		_, after := s.ledger.Progress()
 		t.Logf("kill %d after %d distinct records handled", k, after)
 	}
-	cmd, done := start()
+	child := testkit.StartChild(t, env, s.ledger, s.topic)
 	s.ledger.WaitAll(t, 3*time.Minute)
-	kill(cmd, done)
+	child.Kill()
 	// A killed process may have handled, without committing, what its
 	// windows held plus what completed since its last commit.
 	perPartition := childMaxRecs + 2*int(childCommit/childDelay)

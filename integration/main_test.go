@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -107,28 +106,8 @@ func (s *scenario) load(p *testkit.Producer, n int, every time.Duration) (stop f
 	return func() { once.Do(func() { close(quit); <-done }) }
 }
 
-// run starts rt.Run; the returned stop cancels it and waits.
-func run(t *testing.T, rt *consumer.Runtime) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- rt.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-errc:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(2 * time.Minute):
-				t.Errorf("Run did not return within 2m of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
+// run is testkit.Run, short for the tests here.
+func run(t *testing.T, rt *consumer.Runtime) func() { return testkit.Run(t, rt) }
 
 // noBound marks a scenario whose duplicates are reported, not bounded.
 const noBound = -1

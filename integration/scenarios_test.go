@@ -14,22 +14,7 @@ import (
 	"github.com/floodgate-kafka/floodgate/consumer"
 	"github.com/floodgate-kafka/floodgate/integration"
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
-	"github.com/floodgate-kafka/floodgate/partition"
 )
-
-type pauseCounter struct{ paused, resumed atomic.Int64 }
-
-func (p *pauseCounter) OnPartitionsPaused(m map[string]map[int32]partition.Reasons) {
-	for _, ps := range m {
-		p.paused.Add(int64(len(ps)))
-	}
-}
-
-func (p *pauseCounter) OnPartitionsResumed(m map[string][]int32) {
-	for _, ps := range m {
-		p.resumed.Add(int64(len(ps)))
-	}
-}
 
 // TestBurstWithinBounds: a burst meets a slow handler; the bounds hold at
 // every observation, partitions pause and resume, every record is handled
@@ -47,7 +32,7 @@ func TestBurstWithinBounds(t *testing.T) {
 	n := integration.Scale(20000)
 	s.produce(testkit.NewProducer(t, c.Brokers), n, 500, 100)
 
-	pc := &pauseCounter{}
+	pc := &testkit.PauseCounter{}
 	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
 		if r.Offset%25 == 0 {
 			time.Sleep(time.Millisecond)
@@ -86,10 +71,10 @@ func TestBurstWithinBounds(t *testing.T) {
 		time.Sleep(2 * time.Millisecond) // sampling period
 	}
 	stop()
-	if pc.paused.Load() == 0 || pc.resumed.Load() == 0 {
-		t.Fatalf("no pause (%d) or resume (%d) under a burst", pc.paused.Load(), pc.resumed.Load())
+	if pc.Paused.Load() == 0 || pc.Resumed.Load() == 0 {
+		t.Fatalf("no pause (%d) or resume (%d) under a burst", pc.Paused.Load(), pc.Resumed.Load())
 	}
-	s.report("burst", 0, fmt.Sprintf("observations=%d pauses=%d resumes=%d refetched=%d", observations, pc.paused.Load(), pc.resumed.Load(), rt.Stats().Refetched))
+	s.report("burst", 0, fmt.Sprintf("observations=%d pauses=%d resumes=%d refetched=%d", observations, pc.Paused.Load(), pc.Resumed.Load(), rt.Stats().Refetched))
 }
 
 // TestOrdering checks per-partition and per-key order on the broker.
@@ -142,7 +127,7 @@ func TestRebalanceStorm(t *testing.T) {
 	stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 40, 20*time.Millisecond)
 	defer stopLoad()
 
-	var revokes atomic.Int64
+	revokes := &testkit.RevokeCounter{}
 	counts := make([]atomic.Int64, 3)
 	mk := func(i int) *consumer.Runtime {
 		rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
@@ -153,7 +138,7 @@ func TestRebalanceStorm(t *testing.T) {
 			counts[i].Add(1)
 			return nil
 		}, s.opts(consumer.PartitionMaxRecords(maxRecs), consumer.CommitInterval(500*time.Millisecond),
-			consumer.WithHooks(revokeCounter{&revokes}), consumer.KgoOpts(kgo.ClientID(fmt.Sprintf("member-%d", i))))...)
+			consumer.WithHooks(revokes), consumer.KgoOpts(kgo.ClientID(fmt.Sprintf("member-%d", i))))...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,18 +161,21 @@ func TestRebalanceStorm(t *testing.T) {
 	}
 	stopLoad()
 	s.ledger.WaitAll(t, 2*time.Minute)
-	s.report("rebalance-storm", changes*parts*maxRecs, fmt.Sprintf("membership_changes=%d partitions_revoked=%d", changes, revokes.Load()))
+	s.report("rebalance-storm", changes*parts*maxRecs, fmt.Sprintf("membership_changes=%d partitions_revoked=%d", changes, revokes.Revoked.Load()))
 }
 
-type revokeCounter struct{ n *atomic.Int64 }
-
-func (revokeCounter) OnAssigned(map[string][]int32) {}
-func (r revokeCounter) OnRevoked(m map[string][]int32, _ int) {
-	for _, ps := range m {
-		r.n.Add(int64(len(ps)))
+// countingRuntime handles records into the ledger and counts them.
+func (s *scenario) countingRuntime(handled *atomic.Int64) *consumer.Runtime {
+	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+		s.ledger.Handled(r.Topic, r.Partition, r.Offset)
+		handled.Add(1)
+		return nil
+	}, s.opts(consumer.PartitionMaxRecords(200), consumer.CommitInterval(200*time.Millisecond))...)
+	if err != nil {
+		s.t.Fatal(err)
 	}
+	return rt
 }
-func (revokeCounter) OnLost(map[string][]int32, int) {}
 
 // TestBrokerRestart kills the (single) broker mid-run with SIGKILL and
 // starts it again: the runtime rides through, nothing is lost, nothing is
@@ -202,15 +190,7 @@ func TestBrokerRestart(t *testing.T) {
 	stopLoad := s.load(prod, 50, 20*time.Millisecond)
 	defer stopLoad()
 	var handled atomic.Int64
-	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
-		s.ledger.Handled(r.Topic, r.Partition, r.Offset)
-		handled.Add(1)
-		return nil
-	}, s.opts(consumer.PartitionMaxRecords(200), consumer.CommitInterval(200*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := run(t, rt)
+	stop := run(t, s.countingRuntime(&handled))
 	progress(t, "records handled before the restart", &handled, 500)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -262,15 +242,7 @@ func TestClusterFault(t *testing.T) {
 	stopLoad := s.load(testkit.NewProducer(t, brokers), 50, 20*time.Millisecond)
 	defer stopLoad()
 	var handled atomic.Int64
-	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
-		s.ledger.Handled(r.Topic, r.Partition, r.Offset)
-		handled.Add(1)
-		return nil
-	}, s.opts(consumer.PartitionMaxRecords(200), consumer.CommitInterval(200*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := run(t, rt)
+	stop := run(t, s.countingRuntime(&handled))
 	progress(t, "records handled before the fault", &handled, 500)
 	if err := script.KillBroker(ctx, 2); err != nil {
 		t.Fatal(err)
