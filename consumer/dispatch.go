@@ -104,11 +104,13 @@ func (rt *Runtime) worker() {
 		rt.running++
 		rt.mu.Unlock()
 
-		terminal := rt.process(ps, it)
+		out := rt.process(ps, it)
 
 		rt.mu.Lock()
 		rt.running--
-		rt.finish(ps, it, terminal)
+		if out != outcomeDiverted { // a divert finishes when acknowledged
+			rt.finish(ps, it, out == outcomeHandled)
+		}
 		if l := t.l; l != nil {
 			switch {
 			case l.q.len() > 0 && !ps.revoking:
@@ -163,11 +165,12 @@ func (rt *Runtime) liftMemory() {
 	rt.wake()
 }
 
-// process runs the handler until the record reaches a terminal state
-// (handled) or its partition is revoked or the runtime stops. A failed
-// record is retried in place with capped exponential backoff and jitter:
-// its lane waits, nothing behind it is committed.
-func (rt *Runtime) process(ps *pstate, it item) (terminal bool) {
+// process runs the handler until the record is handled or diverted, or its
+// partition is revoked or the runtime stops. A failed record goes to the
+// router, if any; otherwise (or when the router says so) it is retried in
+// place with capped exponential backoff and jitter: its lane waits, nothing
+// behind it is committed.
+func (rt *Runtime) process(ps *pstate, it item) outcome {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -188,10 +191,20 @@ func (rt *Runtime) process(ps *pstate, it item) (terminal bool) {
 		}
 		if err == nil {
 			rt.handled.Add(1)
-			return true
+			return outcomeHandled
 		}
 		rt.failures.Add(1)
 		d := backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, attempt)
+		if rt.cfg.router != nil {
+			dec := rt.cfg.router.Failed(it.rec, attempt, err)
+			if dec.Divert != nil {
+				rt.divert(ps, it, dec.Divert, 1)
+				return outcomeDiverted
+			}
+			if dec.RetryAfter > 0 {
+				d = dec.RetryAfter
+			}
+		}
 		if timer == nil {
 			timer = time.NewTimer(d)
 		} else {
@@ -200,7 +213,7 @@ func (rt *Runtime) process(ps *pstate, it item) (terminal bool) {
 		select {
 		case <-timer.C:
 		case <-ps.quit:
-			return false
+			return outcomeAborted
 		}
 	}
 }

@@ -68,6 +68,7 @@ type hooks struct {
 	refetch    []HookRecordsRefetch
 	commit     []HookCommit
 	rebalance  []HookRebalance
+	diverted   []HookRecordDiverted
 }
 
 func newHooks(hs []Hook) hooks {
@@ -90,6 +91,9 @@ func newHooks(hs []Hook) hooks {
 		}
 		if v, ok := x.(HookRebalance); ok {
 			h.rebalance = append(h.rebalance, v)
+		}
+		if v, ok := x.(HookRecordDiverted); ok {
+			h.diverted = append(h.diverted, v)
 		}
 	}
 	return h

@@ -63,7 +63,8 @@ type cfg struct {
 	backoffInitial time.Duration
 	backoffMax     time.Duration
 
-	hooks []Hook
+	hooks  []Hook
+	router Router
 }
 
 func defaultCfg() cfg {

@@ -230,6 +230,9 @@ func (rt *Runtime) revoke(tps map[string][]int32, lost bool, wait time.Duration)
 func (rt *Runtime) stopPartition(ps *pstate) int {
 	ps.revoking = true
 	close(ps.quit)
+	if ps.due != nil {
+		ps.due.Stop()
+	}
 	delete(rt.parts, ps.tp)
 	if ps.reasons&partition.Memory != 0 {
 		rt.memPaused--

@@ -64,6 +64,7 @@ type Runtime struct {
 	handled   atomic.Uint64
 	failures  atomic.Uint64
 	refetched atomic.Uint64
+	diverted  atomic.Uint64
 }
 
 type tp struct {
@@ -113,6 +114,7 @@ type pstate struct {
 	gone      bool          // completions no longer count
 	idle      chan struct{} // closed when running drops to 0 while revoking
 	commit    int64         // last committed offset, -1 if none
+	due       *time.Timer   // lifts RetryDue once the head record is due
 }
 
 // New builds a Runtime with its own *kgo.Client from [Brokers], [Group],
@@ -333,7 +335,10 @@ func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
 		rt.mu.Unlock()
 		return nil
 	}
-	var sizes, count int64
+	var (
+		sizes, count int64
+		now          time.Time // taken once, when a router first asks
+	)
 	defer func() {
 		if count > 0 {
 			batch := float64(sizes) / float64(count)
@@ -362,6 +367,16 @@ func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
 				refuse = partition.WindowFull
 			case rt.buffered > 0 && rt.buffered+size > rt.cfg.maxBufferedBytes:
 				refuse = partition.Memory
+			case rt.cfg.router != nil:
+				if due := rt.cfg.router.Due(r); !due.IsZero() {
+					if now.IsZero() {
+						now = time.Now()
+					}
+					if due.After(now) {
+						refuse = partition.RetryDue
+						rt.holdUntil(ps, due.Sub(now))
+					}
+				}
 			}
 			if refuse != 0 {
 				rt.setReason(ps, refuse)
@@ -443,6 +458,22 @@ func (rt *Runtime) tuneFetch() {
 		rt.curFetchPart, rt.curFetchMax = int32(part), int32(req)
 		rt.cl.UpdateFetchMaxBytes(rt.curFetchMax, rt.curFetchPart)
 	}
+}
+
+// holdUntil arms ps's due timer: after d the RetryDue reason is lifted and
+// the partition refetches its head record. Called with mu held.
+func (rt *Runtime) holdUntil(ps *pstate, d time.Duration) {
+	if ps.due != nil {
+		ps.due.Stop()
+	}
+	ps.due = time.AfterFunc(d, func() {
+		rt.mu.Lock()
+		lifted := !ps.revoking && rt.clearReason(ps, partition.RetryDue)
+		rt.mu.Unlock()
+		if lifted {
+			rt.wake()
+		}
+	})
 }
 
 type refetchEvent struct {

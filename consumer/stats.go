@@ -38,9 +38,10 @@ type Stats struct {
 	// Running counts handlers running now.
 	Running int
 	// Handled counts records handled successfully; Failures counts failed
-	// handler attempts; Refetched counts records refused by a full window
-	// or the byte budget and fetched again later.
-	Handled, Failures, Refetched uint64
+	// handler attempts; Refetched counts records refused (full window, byte
+	// budget, not yet due) and fetched again later; Diverted counts failed
+	// records whose replacement a Router's Decision produced.
+	Handled, Failures, Refetched, Diverted uint64
 }
 
 // Stats returns a snapshot of the runtime's state. It is safe to call
@@ -70,7 +71,7 @@ func (rt *Runtime) Stats() Stats {
 		})
 	}
 	rt.mu.Unlock()
-	s.Handled, s.Failures, s.Refetched = rt.handled.Load(), rt.failures.Load(), rt.refetched.Load()
+	s.Handled, s.Failures, s.Refetched, s.Diverted = rt.handled.Load(), rt.failures.Load(), rt.refetched.Load(), rt.diverted.Load()
 	sort.Slice(s.Partitions, func(i, j int) bool {
 		a, b := s.Partitions[i], s.Partitions[j]
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition

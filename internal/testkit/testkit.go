@@ -57,6 +57,9 @@ func NewProducer(tb testing.TB, brokers []string) *Producer {
 	return &Producer{cl: cl}
 }
 
+// Client returns the producer's client.
+func (p *Producer) Client() *kgo.Client { return p.cl }
+
 // Produce writes n records to topic with keys "k0".."k(keys-1)" and values
 // of valueSize bytes, and waits for every acknowledgement. It returns the
 // records as acknowledged (with partition and offset set). It is safe to

@@ -1,0 +1,95 @@
+package consumer
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Router moves failed records off the hot path and holds records that are
+// not yet due. Package retrytopics implements it; a Router is set with
+// [WithRouter]. Without one, a failed record is retried in place forever
+// with [RetryBackoff].
+//
+// Both methods are called from the runtime's goroutines (Due from the poll
+// loop while admitting, Failed from a worker) and must be fast and safe for
+// concurrent use.
+type Router interface {
+	// Due returns when r may be handled; a zero or past time means now.
+	// It is asked in offset order at admission: the first record of a
+	// partition that is not yet due is not admitted, and the partition is
+	// paused (for partition.RetryDue) and refetched from that record once
+	// it is due. Records behind it wait too, so Due should grow with the
+	// offset, as it does on a retry tier with one delay.
+	Due(r *kgo.Record) time.Time
+
+	// Failed decides what happens after attempt (1-based, counted within
+	// this delivery of r) failed with err.
+	Failed(r *kgo.Record, attempt int, err error) Decision
+}
+
+// Decision is a [Router]'s answer for a failed attempt.
+type Decision struct {
+	// Divert, if not nil, is produced in r's place (to a retry tier or the
+	// quarantine lane). r reaches its terminal state once the broker
+	// acknowledged Divert; until then r stays in flight and its offset is
+	// not committed past. A failed produce is retried with RetryBackoff
+	// until it succeeds or the partition is revoked.
+	Divert *kgo.Record
+	// RetryAfter, when Divert is nil, is the wait before the next in-place
+	// attempt; zero means the runtime's RetryBackoff.
+	RetryAfter time.Duration
+}
+
+// WithRouter sets the router that diverts failed records and holds records
+// not yet due. The runtime produces diverted records with its client
+// (its own, or the wrapped one, which must be able to produce).
+func WithRouter(r Router) Opt { return opt(func(c *cfg) { c.router = r }) }
+
+// HookRecordDiverted is called when a diverted record was acknowledged
+// (err nil) and after each failed produce of one (err set; it is retried).
+type HookRecordDiverted interface {
+	OnRecordDiverted(from, to *kgo.Record, err error)
+}
+
+// outcome is how processing a record ended.
+type outcome uint8
+
+const (
+	outcomeAborted  outcome = iota // revoked or stopped before a terminal state
+	outcomeHandled                 // the handler succeeded
+	outcomeDiverted                // a divert produce is in flight; it finishes the record
+)
+
+// divert produces to in r's place. The record stays in flight (counted in
+// ps.running) until the produce is acknowledged; a failed produce is tried
+// again after a backoff, from a timer goroutine so that kgo's promise never
+// produces.
+func (rt *Runtime) divert(ps *pstate, it item, to *kgo.Record, try int) {
+	rt.cl.Produce(rt.baseCtx, to, func(_ *kgo.Record, err error) {
+		for _, h := range rt.hooks.diverted {
+			h.OnRecordDiverted(it.rec, to, err)
+		}
+		if err == nil {
+			rt.diverted.Add(1)
+			rt.mu.Lock()
+			rt.finish(ps, it, true)
+			rt.mu.Unlock()
+			return
+		}
+		select {
+		case <-ps.quit:
+			rt.mu.Lock()
+			rt.finish(ps, it, false)
+			rt.mu.Unlock()
+			return
+		default:
+		}
+		// The retry may race a revocation; it then fails on the cancelled
+		// base context or lands and is finished as gone: either way the
+		// offset of it is not committed by this member.
+		time.AfterFunc(backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, try), func() {
+			rt.divert(ps, it, to, try+1)
+		})
+	})
+}
