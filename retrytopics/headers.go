@@ -120,7 +120,7 @@ func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 		case HeaderFirstFailure:
 			m.FirstFailure, perr = parseMillis(v)
 		case HeaderError:
-			m.Error = v
+			m.Error = truncate(v, MaxErrorLen)
 		case HeaderDue:
 			m.Due, perr = parseMillis(v)
 		case HeaderReason:

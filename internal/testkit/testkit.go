@@ -289,3 +289,27 @@ func Eventually(tb testing.TB, timeout time.Duration, msg string, cond func() bo
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// ReadTopic reads topic from the start (all partitions, no group) until it
+// has n records or timeout passes, failing the test then. It returns the
+// records read.
+func ReadTopic(tb testing.TB, brokers []string, topic string, n int, timeout time.Duration) []*kgo.Record {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			tb.Fatalf("topic %s: %d of %d records after %v", topic, len(out), n, timeout)
+		}
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}

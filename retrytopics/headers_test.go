@@ -1,0 +1,97 @@
+package retrytopics
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	m := Meta{
+		OriginalTopic: "orders", OriginalPartition: 3, OriginalOffset: 42,
+		OriginalTimestamp: time.UnixMilli(1_700_000_000_123), Attempt: 2,
+		FirstFailure: time.UnixMilli(1_700_000_001_000), Error: "boom",
+		Due: time.UnixMilli(1_700_000_011_000), ReplayCount: 1,
+	}
+	own := []kgo.RecordHeader{{Key: "trace", Value: []byte("abc")}}
+	h := m.Encode(append(own, kgo.RecordHeader{Key: HeaderAttempt, Value: []byte("1")}))
+	if h[0].Key != "trace" {
+		t.Fatalf("own header not kept first: %v", h)
+	}
+	again := m.Encode(h)
+	if len(again) != len(h) {
+		t.Fatalf("headers grew from %d to %d on re-encode", len(h), len(again))
+	}
+	got, ok, err := Decode(&kgo.Record{Headers: h})
+	if err != nil || !ok {
+		t.Fatalf("Decode: ok=%v err=%v", ok, err)
+	}
+	if got != m {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
+	}
+	if _, ok, err := Decode(&kgo.Record{Headers: own}); ok || err != nil {
+		t.Fatalf("record without floodgate headers: ok=%v err=%v", ok, err)
+	}
+}
+
+func TestEncodeBoundsError(t *testing.T) {
+	long := strings.Repeat("é", MaxErrorLen) // 2 bytes a rune
+	h := Meta{OriginalTopic: "t", Attempt: 1, Error: long}.Encode(nil)
+	for _, x := range h {
+		if x.Key == HeaderError && (len(x.Value) > MaxErrorLen || !strings.HasPrefix(long, string(x.Value))) {
+			t.Fatalf("error header %d bytes, not a prefix cut on a rune boundary", len(x.Value))
+		}
+	}
+}
+
+func TestDecodeRejectsMalformed(t *testing.T) {
+	valid := Meta{OriginalTopic: "t", OriginalPartition: 1, OriginalOffset: 2, Attempt: 1}.Encode(nil)
+	cases := map[string][]kgo.RecordHeader{
+		"not a number":  append(valid[:3:3], kgo.RecordHeader{Key: HeaderAttempt, Value: []byte("abc")}),
+		"negative":      append(valid, kgo.RecordHeader{Key: HeaderDue, Value: []byte("-5")}),
+		"repeated":      append(valid, kgo.RecordHeader{Key: HeaderOriginalTopic, Value: []byte("x")}),
+		"unknown":       append(valid, kgo.RecordHeader{Key: "floodgate-evil", Value: []byte("1")}),
+		"bad utf-8":     append(valid, kgo.RecordHeader{Key: HeaderError, Value: []byte{0xff, 0xfe}}),
+		"bad reason":    append(valid, kgo.RecordHeader{Key: HeaderReason, Value: []byte("because")}),
+		"missing topic": valid[1:],
+		"huge":          append(valid, kgo.RecordHeader{Key: HeaderDue, Value: []byte("99999999999999999999999")}),
+	}
+	for name, h := range cases {
+		_, ok, err := Decode(&kgo.Record{Headers: h})
+		if !ok || !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: ok=%v err=%v, want ErrMalformed", name, ok, err)
+		}
+	}
+	// A replayed record carries only its replay count: that is valid.
+	m, ok, err := Decode(&kgo.Record{Headers: []kgo.RecordHeader{{Key: HeaderReplayCount, Value: []byte("2")}}})
+	if !ok || err != nil || m.ReplayCount != 2 || m.OriginalTopic != "" {
+		t.Fatalf("replay-count only: %+v ok=%v err=%v", m, ok, err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(HeaderAttempt, "3", HeaderOriginalTopic, "t")
+	f.Add(HeaderDue, "-1", "floodgate-x", "\xff")
+	f.Add(HeaderReplayCount, "1", "other", "v")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		r := &kgo.Record{Headers: []kgo.RecordHeader{
+			{Key: k1, Value: []byte(v1)}, {Key: k2, Value: []byte(v2)},
+			{Key: HeaderOriginalPartition, Value: []byte("0")}, {Key: HeaderOriginalOffset, Value: []byte("7")},
+		}}
+		m, ok, err := Decode(r) // must not panic
+		if !ok || err != nil {
+			return
+		}
+		// What decodes re-encodes to the same metadata.
+		back, ok2, err2 := Decode(&kgo.Record{Headers: m.Encode(r.Headers)})
+		if !ok2 || err2 != nil {
+			t.Fatalf("re-encoded %+v does not decode: %v", m, err2)
+		}
+		if back != m {
+			t.Fatalf("re-encode changed metadata:\n got %+v\nwant %+v", back, m)
+		}
+	})
+}
