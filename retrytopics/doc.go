@@ -1,5 +1,63 @@
 // Package retrytopics moves failed records off the hot path: through
 // delayed retry tiers (topics), within a retry budget, and finally to the
-// quarantine lane (dead-letter topic), carrying their history in floodgate-
-// headers ([Meta]).
+// quarantine lane (dead-letter topic), carrying their history in
+// floodgate- headers ([Meta]).
+//
+// # Wiring
+//
+//	p, err := retrytopics.New(retrytopics.Config{
+//		Group:  "billing",
+//		Topics: []string{"orders"},
+//		Tiers:  []time.Duration{time.Second, 10 * time.Second, time.Minute},
+//	})
+//	if err != nil { ... }                       // names the bad field
+//	err = p.EnsureTopics(ctx, adminClient)      // tiers and lane, like their source
+//	rt, err := consumer.New(p.Handler(handle),
+//		append(p.Opts(), consumer.Brokers(seeds...), consumer.Group("billing"))...)
+//
+// The runtime then consumes the source and tier topics ("orders.billing.retry.1"
+// and so on; see [Config.TierTopic]) with the same handler.
+//
+// # What happens to a failed record
+//
+//   - A [Permanent] error, or floodgate headers that do not decode
+//     ([ErrUndecodable]), send it straight to the quarantine lane
+//     ("orders.billing.dlq") with reason permanent or undecodable.
+//   - A source record is retried in place up to [Config.InPlaceRetries]
+//     times (its lane waits), each retry paid from the budget.
+//   - Then it is produced to the next tier with its key, value and headers
+//     plus floodgate metadata: original topic, partition, offset and
+//     timestamp, attempts so far, first failure, the latest error (bounded),
+//     and the due time. Only the latest error is kept; headers do not grow.
+//   - After the last tier it is quarantined with reason handler-error (or
+//     attempts-exhausted when no tiers are configured).
+//   - When the retry budget is spent it is quarantined with reason
+//     budget-exhausted instead of retried.
+//
+// A record reaches its terminal state only once the broker acknowledged the
+// tier or quarantine produce; until then its offset is not committed past,
+// and a failed produce is retried (see consumer.Decision).
+//
+// # Due times
+//
+// A tier record is never handled before its due time: the runtime asks
+// [Policy.Due] at admission and pauses the tier partition (reason
+// partition.RetryDue) until its head record is due, so waiting holds no
+// worker, no other partition and not the poll loop. Records of one tier
+// partition are due in the order they were produced, so the head is the
+// first due.
+//
+// # Budget
+//
+// Over a sliding window ([Config.BudgetWindow], default 10s), retries (in
+// place and through tiers) may be at most [Config.BudgetRatio] of first
+// attempts (default 0.1) plus [Config.BudgetFloor] per second (default 10),
+// in the spirit of Finagle's RetryBudget and gRPC retry throttling: an
+// outage downstream cannot multiply the traffic it receives.
+//
+// # Ordering
+//
+// A record sent to a tier leaves its partition's order: records after it
+// are handled before it is retried. Use in-place retries alone (no tiers)
+// where order matters more than throughput.
 package retrytopics
