@@ -34,6 +34,13 @@
 // capped exponential backoff and jitter ([RetryBackoff]); the record's lane
 // waits and nothing after it is committed.
 //
+// With a [Router] ([WithRouter]; package retrytopics provides one) a failed
+// record can instead be diverted: the runtime produces its replacement to a
+// retry tier or the quarantine lane, and the record becomes terminal once
+// the broker acknowledged that produce. A router can also hold records that
+// are not yet due: their partition is paused (partition.RetryDue) until
+// the head record is due.
+//
 // Bounded memory: a partition holds at most [PartitionMaxRecords] records
 // and [PartitionMaxBytes] bytes in flight (admitted, not yet terminal), and
 // all partitions together at most [MaxBufferedBytes]. A record that does not
