@@ -7,6 +7,7 @@
 // The commands are:
 //
 //	demo    produce a burst into a slow consumer and watch the backpressure
+//	dlq     inspect and replay the quarantine lane (dead-letter topic): "dlq inspect", "dlq replay"
 //	help    list the commands; "floodgate help <command>" shows its flags
 //
 // # demo

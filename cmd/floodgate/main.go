@@ -22,6 +22,7 @@ type command struct {
 // commands lists the subcommands in the order usage shows them.
 var commands = []command{
 	{name: "demo", summary: "produce a burst into a slow consumer and watch the backpressure", run: demoCommand},
+	{name: "dlq", summary: "inspect and replay the quarantine lane (dead-letter topic)", run: dlqCommand},
 }
 
 func main() {

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/dlq"
+	"github.com/floodgate-kafka/floodgate/internal/testkit"
+	"github.com/floodgate-kafka/floodgate/retrytopics"
+)
+
+func TestDLQCommandLine(t *testing.T) {
+	b := []string{"--brokers", "127.0.0.1:1", "--topic", "dlq"}
+	with := func(sub string, extra ...string) []string {
+		return append(append([]string{"dlq", sub}, b...), extra...)
+	}
+	cases := []struct {
+		args     []string
+		code     int
+		out, err string // substrings of stdout and stderr
+	}{
+		{args: []string{"dlq"}, code: 2, err: "usage: floodgate dlq <subcommand>"},
+		{args: []string{"dlq", "nope"}, code: 2, err: "unknown subcommand \"nope\""},
+		{args: []string{"dlq", "-h"}, code: 0, err: "inspect"},
+		{args: []string{"help", "dlq"}, code: 0, out: "replay"},
+		{args: []string{"help"}, code: 0, out: "  dlq "},
+		{args: []string{"dlq", "inspect", "-h"}, code: 0, err: "-original-topic"},
+		{args: []string{"dlq", "replay", "-h"}, code: 0, err: "-resume-id"},
+		{args: []string{"dlq", "inspect"}, code: 2, err: "--brokers is required"},
+		{args: []string{"dlq", "replay", "--brokers", " , "}, code: 2, err: "--brokers is required"},
+		{args: []string{"dlq", "inspect", "--brokers", "x:1"}, code: 2, err: "--topic is required"},
+		{args: with("inspect", "--reason", "permanent,sunspots"), code: 2, err: "unknown reason \"sunspots\""},
+		{args: with("inspect", "--from", "yesterday"), code: 2, err: "--from: \"yesterday\" is not an RFC3339 time"},
+		{args: with("inspect", "--to", "2030-01-02"), code: 2, err: "--to:"},
+		{args: with("inspect", "--from", "2030-01-02T00:00:00Z", "--to", "2030-01-01T00:00:00Z"), code: 2, err: "is not before --to"},
+		{args: with("inspect", "--limit", "-1"), code: 2, err: "--limit must be >= 0"},
+		{args: with("inspect", "extra"), code: 2, err: "unexpected arguments: extra"},
+		{args: with("inspect", "--json=maybe"), code: 2, err: "invalid boolean value"},
+		{args: with("replay", "--rate", "0"), code: 2, err: "--rate must be > 0"},
+		{args: with("replay", "--rate", "NaN"), code: 2, err: "--rate must be > 0"},
+		{args: with("replay", "--max-replays", "0"), code: 2, err: "--max-replays must be >= 1"},
+		{args: with("replay", "--undecodable"), code: 2, err: "--undecodable needs --to-topic"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), c.args, &out, &errb)
+		if code != c.code || !strings.Contains(out.String(), c.out) || !strings.Contains(errb.String(), c.err) {
+			t.Errorf("floodgate %s: status %d, stdout:\n%s\nstderr:\n%s\nwant status %d, stdout with %q, stderr with %q",
+				strings.Join(c.args, " "), code, out.String(), errb.String(), c.code, c.out, c.err)
+		}
+	}
+}
+
+var dlqT0 = time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC)
+
+// dlqCluster starts kfake with a dead-letter topic holding a permanent
+// entry from orders, a handler-error entry from payments with a binary key,
+// and an entry with malformed floodgate headers.
+func dlqCluster(t *testing.T) []string {
+	t.Helper()
+	_, brokers := testkit.Cluster(t, 2, "dlq", "orders", "payments", "rescue")
+	q := func(m retrytopics.Meta, key []byte, ts time.Time) *kgo.Record {
+		m.Attempt, m.Error, m.FirstFailure = 3, "boom: \"quoted\"", ts.Add(-time.Minute)
+		return &kgo.Record{Topic: "dlq", Key: key, Value: []byte("value"), Timestamp: ts,
+			Headers: m.Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("t-1")}})}
+	}
+	bad := q(retrytopics.Meta{OriginalTopic: "orders", Reason: retrytopics.ReasonPermanent}, []byte("bad"), dlqT0.Add(2*time.Minute))
+	for i, h := range bad.Headers {
+		if h.Key == retrytopics.HeaderAttempt {
+			bad.Headers[i].Value = []byte("abc")
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = cl.ProduceSync(ctx,
+		q(retrytopics.Meta{OriginalTopic: "orders", OriginalPartition: 1, OriginalOffset: 7, Reason: retrytopics.ReasonPermanent}, []byte("k1"), dlqT0),
+		q(retrytopics.Meta{OriginalTopic: "payments", Reason: retrytopics.ReasonHandlerError, ReplayCount: 1}, []byte{0xff, 0x00}, dlqT0.Add(time.Minute)),
+		bad,
+	).FirstErr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return brokers
+}
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code = run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func lines(s string) []string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func TestDLQInspect(t *testing.T) {
+	brokers := strings.Join(dlqCluster(t), ",")
+	base := []string{"dlq", "inspect", "--brokers", brokers, "--topic", "dlq"}
+
+	code, out, errs := runCLI(t, base...)
+	if code != 0 || len(lines(out)) != 3 || !strings.Contains(errs, "3 entries") {
+		t.Fatalf("inspect: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	for _, want := range []string{
+		`permanent orders[1]@7 attempt=3 replays=0 key="k1" value=5B error="boom: \"quoted\""`,
+		`handler-error payments[0]@0 attempt=3 replays=1 key=base64:/wA=`,
+		`UNDECODABLE key="bad" value=5B decode-error="retrytopics: malformed floodgate header: floodgate-attempt=\"abc\"`,
+		`2030-01-02T03:01:00.000Z`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %s:\n%s", want, out)
+		}
+	}
+
+	code, out, errs = runCLI(t, append(base, "--reason", "undecodable", "--reason", "permanent", "--from", "2030-01-02T03:00:30Z")...)
+	if code != 0 || len(lines(out)) != 1 || !strings.Contains(out, "UNDECODABLE") {
+		t.Errorf("filtered inspect: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, append(base, "--limit", "1")...)
+	if code != 0 || len(lines(out)) != 1 || !strings.Contains(errs, "--limit reached") {
+		t.Errorf("inspect --limit 1: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	code, out, _ = runCLI(t, append(base, "--key", "k1", "--original-topic", "orders")...)
+	if code != 0 || len(lines(out)) != 1 || !strings.Contains(out, `key="k1"`) {
+		t.Errorf("inspect --key k1: status %d, stdout:\n%s", code, out)
+	}
+
+	code, out, errs = runCLI(t, append(base, "--json")...)
+	if code != 0 || len(lines(out)) != 3 {
+		t.Fatalf("inspect --json: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	byKey := make(map[string]jsonEntry)
+	for _, l := range lines(out) {
+		var j jsonEntry
+		if err := json.Unmarshal([]byte(l), &j); err != nil {
+			t.Fatalf("line %s: %v", l, err)
+		}
+		if j.Key == nil {
+			t.Fatalf("line %s: null key", l)
+		}
+		byKey[*j.Key] = j
+	}
+	k1 := byKey["k1"]
+	if k1.Meta == nil || k1.Meta.Reason != "permanent" || k1.Meta.OriginalTopic != "orders" || k1.Meta.OriginalPartition != 1 ||
+		k1.Meta.OriginalOffset != 7 || k1.Meta.Attempt != 3 || k1.Meta.FirstFailure == nil || !k1.Timestamp.Equal(dlqT0) ||
+		k1.Value == nil || *k1.Value != "value" || len(k1.Headers) != 1 || k1.Headers[0] != (jsonHeader{Key: "trace", Value: "t-1"}) {
+		t.Errorf("k1: %+v meta %+v", k1, k1.Meta)
+	}
+	if bin := byKey["/wA="]; bin.KeyEncoding != "base64" || bin.Meta == nil || bin.Meta.ReplayCount != 1 {
+		t.Errorf("binary key: %+v", bin)
+	}
+	if bad := byKey["bad"]; bad.Meta != nil || !strings.Contains(bad.DecodeError, "floodgate-attempt") || len(bad.Headers) < 5 {
+		t.Errorf("undecodable: %+v; want no meta, the error and every header", bad)
+	}
+
+	code, _, errs = runCLI(t, "dlq", "inspect", "--brokers", brokers, "--topic", "nope")
+	if code != 1 || !strings.Contains(errs, "UNKNOWN_TOPIC_OR_PARTITION") {
+		t.Errorf("inspect of a missing topic: status %d, stderr:\n%s", code, errs)
+	}
+}
+
+func TestDLQReplay(t *testing.T) {
+	brokers := dlqCluster(t)
+	base := []string{"dlq", "replay", "--brokers", strings.Join(brokers, ","), "--topic", "dlq", "--rate", "1000"}
+
+	code, out, errs := runCLI(t, append(base, "--dry-run")...)
+	if code != 0 || !strings.Contains(out, "scanned=3 matched=3 replayed=2 skipped=0 loop-guarded=0 undecodable=1 no-target=0") ||
+		!strings.Contains(out, "dry run") || !strings.Contains(out, "resume id floodgate-dlq-replay.dlq.") {
+		t.Fatalf("dry run: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, base...)
+	if code != 0 || !strings.Contains(out, "scanned=3 matched=3 replayed=2 ") {
+		t.Fatalf("replay: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	// The same flags derive the same resume id: nothing is left.
+	code, out, errs = runCLI(t, base...)
+	if code != 0 || !strings.Contains(out, "scanned=0 matched=0 replayed=0 ") {
+		t.Errorf("second replay: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	// Other flags, another resume id: everything again, undecodable too.
+	code, out, errs = runCLI(t, append(base, "--to-topic", "rescue", "--undecodable", "--max-replays", "1")...)
+	if code != 0 || !strings.Contains(out, "scanned=3 matched=3 replayed=2 skipped=0 loop-guarded=1 ") {
+		t.Errorf("replay to rescue: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "dlq", "inspect", "--brokers", strings.Join(brokers, ","), "--topic", "rescue")
+	if code != 0 || len(lines(out)) != 2 || strings.Count(out, "replays=1") != 2 {
+		t.Errorf("rescue: status %d, stdout:\n%s", code, out)
+	}
+
+	code, out, errs = runCLI(t, append(base, "--resume-id", "mine", "--original-topic", "orders")...)
+	if code != 0 || !strings.Contains(out, "resume id mine\n") || !strings.Contains(out, "replayed=1 skipped=2") {
+		t.Errorf("replay --resume-id mine: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var o, e bytes.Buffer
+	if code := run(ctx, append(base, "--resume-id", "other"), &o, &e); code != 1 || !strings.Contains(e.String(), "floodgate dlq replay:") {
+		t.Errorf("cancelled replay: status %d, stdout:\n%s\nstderr:\n%s", code, o.String(), e.String())
+	}
+}
+
+func TestResumeGroupFor(t *testing.T) {
+	a := resumeGroupFor("dlq", dlqFilter("permanent,handler-error"), "", false)
+	if a != resumeGroupFor("dlq", dlqFilter("handler-error,permanent"), "", false) {
+		t.Error("the order of reasons changes the resume id")
+	}
+	for _, other := range []string{
+		resumeGroupFor("dlq2", dlqFilter("permanent,handler-error"), "", false),
+		resumeGroupFor("dlq", dlqFilter("permanent"), "", false),
+		resumeGroupFor("dlq", dlqFilter("permanent,handler-error"), "x", false),
+		resumeGroupFor("dlq", dlqFilter("permanent,handler-error"), "x", true),
+	} {
+		if other == a {
+			t.Errorf("different flags, same resume id %s", a)
+		}
+	}
+}
+
+func dlqFilter(reasons string) (f dlq.Filter) {
+	var r reasonsFlag
+	if err := r.Set(reasons); err != nil {
+		panic(err)
+	}
+	f.Reasons = r
+	return f
+}
