@@ -63,7 +63,7 @@ const (
 
 // divert produces to in r's place. The record stays in flight (counted in
 // ps.running) until the produce is acknowledged; a failed produce is tried
-// again after a backoff, from a timer goroutine so that kgo's promise never
+// again after a backoff, from its own goroutine so that kgo's promise never
 // produces.
 func (rt *Runtime) divert(ps *pstate, it item, to *kgo.Record, try int) {
 	rt.cl.Produce(rt.baseCtx, to, func(_ *kgo.Record, err error) {
@@ -85,11 +85,19 @@ func (rt *Runtime) divert(ps *pstate, it item, to *kgo.Record, try int) {
 			return
 		default:
 		}
-		// The retry may race a revocation; it then fails on the cancelled
-		// base context or lands and is finished as gone: either way the
-		// offset of it is not committed by this member.
-		time.AfterFunc(backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, try), func() {
-			rt.divert(ps, it, to, try+1)
-		})
+		// Wait in a goroutine owned by the partition: revocation (and so
+		// shutdown) ends it at once, leaving the record unfinished.
+		go func() {
+			t := time.NewTimer(backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, try))
+			defer t.Stop()
+			select {
+			case <-t.C:
+				rt.divert(ps, it, to, try+1)
+			case <-ps.quit:
+				rt.mu.Lock()
+				rt.finish(ps, it, false)
+				rt.mu.Unlock()
+			}
+		}()
 	})
 }
