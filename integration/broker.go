@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -320,7 +319,3 @@ func Scale(n int) int {
 	}
 	return max(1, int(float64(n)*f))
 }
-
-// ErrNoControl is returned when a fault needs broker control the cluster
-// does not offer.
-var ErrNoControl = errors.New("integration: the cluster cannot be controlled (not started by scripts/kafka)")
