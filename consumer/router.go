@@ -24,8 +24,24 @@ type Router interface {
 	Due(r *kgo.Record) time.Time
 
 	// Failed decides what happens after attempt (1-based, counted within
-	// this delivery of r) failed with err.
+	// this delivery of r) failed with err. It is not asked about records
+	// whose partition is being revoked or whose runtime is stopping: those
+	// are aborted (left for the next owner), never routed.
 	Failed(r *kgo.Record, attempt int, err error) Decision
+
+	// Undeliverable is asked when producing failed, the replacement of r
+	// that a Decision or an earlier Undeliverable returned, failed with an
+	// error that no retry can fix ([IsUnretryableProduceError]: a record
+	// too large for the destination topic, a record the broker rejects, a
+	// topic the client may not write). It returns the record to produce
+	// instead (the quarantine lane instead of a retry tier, a trimmed copy
+	// instead of the whole record), or nil when nothing is left to try: the
+	// partition then pauses with reason partition.DivertFailed, the failure
+	// is reported (hooks, Stats, the client's logger at error level) and
+	// the last produce is retried with the maximum [RetryBackoff] until it
+	// succeeds, so that fixing the cause (an ACL, a topic's
+	// max.message.bytes) lets the partition go on.
+	Undeliverable(r, failed *kgo.Record, err error) *kgo.Record
 }
 
 // Decision is a [Router]'s answer for a failed attempt.

@@ -36,6 +36,8 @@ func (tr testRouter) Failed(r *kgo.Record, _ int, _ error) consumer.Decision {
 		Headers: []kgo.RecordHeader{{Key: "from-offset", Value: strconv.AppendInt(nil, r.Offset, 10)}}}}
 }
 
+func (testRouter) Undeliverable(_, _ *kgo.Record, _ error) *kgo.Record { return nil }
+
 type divertLog struct {
 	mu     sync.Mutex
 	acked  int

@@ -5,7 +5,7 @@ import "strings"
 // Reasons is the set of reasons a partition's fetching is paused. A partition
 // is paused while any reason is set; clearing one reason never resumes a
 // partition that another reason still holds.
-type Reasons uint8
+type Reasons uint32
 
 // The reasons a partition may be paused for.
 const (
@@ -21,9 +21,21 @@ const (
 	RetryDue
 	// Manual: paused by the application.
 	Manual
+	// SpanFull: the span from the oldest record not yet terminal to the
+	// newest admitted one reached its bound (a record is stuck: failing,
+	// slow, or its divert cannot be produced), so that what a crash could
+	// redeliver stays bounded.
+	SpanFull
+	// CommitStalled: commits keep failing and the work completed but not
+	// committed passed its bound (records or age).
+	CommitStalled
+	// DivertFailed: a record's replacement could not be produced to a
+	// retry tier or the quarantine lane, and the router had nothing else
+	// to try. The produce is retried slowly until it succeeds.
+	DivertFailed
 )
 
-var reasonNames = [...]string{"window_full", "memory", "lag", "priority", "retry_due", "manual"}
+var reasonNames = [...]string{"window_full", "memory", "lag", "priority", "retry_due", "manual", "span_full", "commit_stalled", "divert_failed"}
 
 // Has reports whether all reasons in q are set in r.
 func (r Reasons) Has(q Reasons) bool { return r&q == q && q != 0 }

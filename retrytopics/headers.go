@@ -26,6 +26,8 @@ const (
 	HeaderDue               = "floodgate-due"                // Unix ms, on retry tiers
 	HeaderReason            = "floodgate-reason"             // on quarantine
 	HeaderReplayCount       = "floodgate-replay-count"       // times replayed from quarantine
+	HeaderTrimmed           = "floodgate-trimmed"            // on quarantine: what was dropped to fit ("value", "value,key,headers")
+	HeaderOriginalSize      = "floodgate-original-size"      // on a trimmed record: key+value+headers bytes of the original
 )
 
 // MaxErrorLen bounds the error text kept in [HeaderError], in bytes.

@@ -260,6 +260,10 @@ func (p *Policy) Failed(r *kgo.Record, attempt int, err error) consumer.Decision
 	}
 }
 
+// Undeliverable implements consumer.Router. For now it has nothing else to
+// try.
+func (p *Policy) Undeliverable(r, failed *kgo.Record, err error) *kgo.Record { return nil }
+
 func (p *Policy) inPlaceWait(attempt int) time.Duration {
 	d := p.cfg.InPlaceBackoff
 	for i := 1; i < attempt && d < 5*time.Second; i++ {
