@@ -15,10 +15,12 @@ type Tracker struct {
 	wmSet    bool
 	last     int64 // last offset added, for order checks
 	hasLast  bool
+	passed   uint64 // records the watermark has passed, ever
 }
 
 type entry struct {
 	offset int64
+	stamp  int64 // the caller's, e.g. when the record was admitted
 	epoch  int32
 	done   bool
 }
@@ -27,17 +29,18 @@ type entry struct {
 type Seq uint64
 
 // Add records that the record at offset (with the given leader epoch) is in
-// flight and returns the handle to complete it with. Offsets must increase
-// strictly; Add reports ok=false, and tracks nothing, for an offset at or
-// below the last one added.
-func (t *Tracker) Add(offset int64, epoch int32) (s Seq, ok bool) {
+// flight and returns the handle to complete it with. stamp is kept for the
+// caller (the runtime stores when the record was admitted) and returned by
+// [Tracker.Oldest]. Offsets must increase strictly; Add reports ok=false,
+// and tracks nothing, for an offset at or below the last one added.
+func (t *Tracker) Add(offset int64, epoch int32, stamp int64) (s Seq, ok bool) {
 	if t.hasLast && offset <= t.last {
 		return 0, false
 	}
 	if t.tail-t.head == uint64(len(t.ring)) {
 		t.grow()
 	}
-	t.ring[t.tail&uint64(len(t.ring)-1)] = entry{offset: offset, epoch: epoch}
+	t.ring[t.tail&uint64(len(t.ring)-1)] = entry{offset: offset, stamp: stamp, epoch: epoch}
 	s = Seq(t.tail)
 	t.tail++
 	t.last, t.hasLast = offset, true
@@ -76,6 +79,7 @@ func (t *Tracker) Done(s Seq) (advanced bool) {
 		}
 		t.wmOffset, t.wmEpoch, t.wmSet = e.offset+1, e.epoch, true
 		t.head++
+		t.passed++
 		advanced = true
 	}
 	return advanced
@@ -89,14 +93,27 @@ func (t *Tracker) Watermark() (offset int64, epoch int32, ok bool) {
 }
 
 // Pending returns how many added records have not been passed by the
-// watermark (incomplete records and completed ones behind an incomplete one).
+// watermark (incomplete records and completed ones behind an incomplete one):
+// the span from the oldest incomplete record to the newest added one, which
+// is what the tracker holds in memory.
 func (t *Tracker) Pending() int { return int(t.tail - t.head) }
 
-// Oldest returns the offset of the oldest incomplete record; ok is false when
-// every added record is complete.
-func (t *Tracker) Oldest() (offset int64, ok bool) {
+// Passed returns how many records the watermark has passed since the
+// tracker was created. The difference of two readings counts the records
+// completed in between in offset order, which is what a commit between them
+// covers.
+func (t *Tracker) Passed() uint64 { return t.passed }
+
+// Oldest returns the oldest incomplete record: its handle, offset and the
+// stamp it was added with; ok is false when every added record is complete.
+func (t *Tracker) Oldest() (s Seq, offset, stamp int64, ok bool) {
 	if t.head == t.tail {
-		return 0, false
+		return 0, 0, 0, false
 	}
-	return t.ring[t.head&uint64(len(t.ring)-1)].offset, true
+	e := &t.ring[t.head&uint64(len(t.ring)-1)]
+	return Seq(t.head), e.offset, e.stamp, true
 }
+
+// Last returns the offset of the newest record added; ok is false before
+// the first Add.
+func (t *Tracker) Last() (offset int64, ok bool) { return t.last, t.hasLast }

@@ -101,6 +101,29 @@ func (w *Window) Refuse() (becameFull bool) {
 	return true
 }
 
+// Room returns how many more records and bytes the window can admit before
+// it reaches a cap (never negative).
+func (w *Window) Room() (records int, bytes int64) {
+	return max(w.lim.MaxRecords-w.records, 0), max(w.lim.MaxBytes-w.bytes, 0)
+}
+
+// ExpectFetch marks the window full when a fetch of up to records records
+// and bytes bytes would not fit its room, so that its partition pauses
+// before a fetch overflows it rather than after (a record that does not fit
+// must be given back and fetched again). It reports whether the window just
+// became full. Zero arguments never fill the window.
+func (w *Window) ExpectFetch(records int, bytes int64) (becameFull bool) {
+	if w.full || w.records == 0 {
+		return false
+	}
+	roomRecs, roomBytes := w.Room()
+	if records > roomRecs || bytes > roomBytes {
+		w.full = true
+		return true
+	}
+	return false
+}
+
 // Release removes a record of the given size that reached a terminal state
 // (or was dropped on revoke). It reports whether the window just drained to
 // its resume marks after having been full.

@@ -96,3 +96,37 @@ func TestReasons(t *testing.T) {
 		t.Fatal("clearing one reason cleared another")
 	}
 }
+
+func TestWindowExpectFetch(t *testing.T) {
+	w := NewWindow(Limits{MaxRecords: 10, MaxBytes: 1000, ResumeRecords: 2, ResumeBytes: 200})
+	if w.ExpectFetch(50, 5000) {
+		t.Fatal("an empty window paused for a fetch it cannot hold: it must admit at least one record")
+	}
+	for i := 0; i < 4; i++ {
+		w.Add(10)
+	}
+	if r, b := w.Room(); r != 6 || b != 960 {
+		t.Fatalf("room = %d records / %d bytes, want 6 / 960", r, b)
+	}
+	if w.ExpectFetch(6, 960) || w.Full() {
+		t.Fatal("a fetch that fits exactly filled the window")
+	}
+	if !w.ExpectFetch(7, 10) || !w.Full() {
+		t.Fatal("a fetch of 7 records into a room of 6 did not fill the window")
+	}
+	if w.ExpectFetch(7, 10) {
+		t.Fatal("ExpectFetch reported the transition twice")
+	}
+	// Hysteresis as for a full window: resume only at the resume marks.
+	if w.Release(10) || !w.Full() {
+		t.Fatal("resumed above the resume mark")
+	}
+	if !w.Release(10) {
+		t.Fatal("did not resume at the resume mark")
+	}
+	w2 := NewWindow(Limits{MaxRecords: 10, MaxBytes: 100, ResumeRecords: 2, ResumeBytes: 20})
+	w2.Add(60)
+	if !w2.ExpectFetch(1, 41) {
+		t.Fatal("a fetch of 41 bytes into a room of 40 did not fill the window")
+	}
+}
