@@ -139,8 +139,18 @@ func (rt *Runtime) finish(ps *pstate, it item, terminal bool) {
 		ps.aborted++
 	}
 	if !ps.gone {
-		if terminal {
-			ps.tr.Done(it.seq)
+		if terminal && it.gen == ps.gen {
+			if ps.fails != nil {
+				delete(ps.fails, it.rec.Offset)
+			}
+			if ps.tr.Done(it.seq) {
+				if ps.uncommittedSince.IsZero() {
+					ps.uncommittedSince = time.Now()
+				}
+				if ps.reasons&partition.SpanFull != 0 && ps.tr.Pending() <= rt.spanResume && rt.clearReason(ps, partition.SpanFull) {
+					rt.wake()
+				}
+			}
 		}
 		if ps.win.Release(it.size) && rt.clearReason(ps, partition.WindowFull) {
 			rt.wake()
@@ -169,7 +179,9 @@ func (rt *Runtime) liftMemory() {
 // partition is revoked or the runtime stops. A failed record goes to the
 // router, if any; otherwise (or when the router says so) it is retried in
 // place with capped exponential backoff and jitter: its lane waits, nothing
-// behind it is committed.
+// behind it is committed. A record that fails while its partition is being
+// revoked (or the runtime stops) is aborted, never routed: its handler may
+// have failed only because its context was cancelled.
 func (rt *Runtime) process(ps *pstate, it item) outcome {
 	var timer *time.Timer
 	defer func() {
@@ -194,11 +206,20 @@ func (rt *Runtime) process(ps *pstate, it item) outcome {
 			return outcomeHandled
 		}
 		rt.failures.Add(1)
+		select {
+		case <-ps.quit:
+			// Revoked or stopping: the failure may be the cancelled
+			// context, and the next owner handles the record again.
+			// Routing it would also send it to a retry tier.
+			return outcomeAborted
+		default:
+		}
+		rt.noteFailure(ps, it, attempt, err, "")
 		d := backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, attempt)
 		if rt.cfg.router != nil {
 			dec := rt.cfg.router.Failed(it.rec, attempt, err)
 			if dec.Divert != nil {
-				rt.divert(ps, it, dec.Divert, 1)
+				rt.divert(ps, it, dec.Divert, 1, false)
 				return outcomeDiverted
 			}
 			if dec.RetryAfter > 0 {

@@ -46,6 +46,8 @@ type HookRecordsRefetch interface {
 }
 
 // HookCommit is called after every commit attempt with the offsets sent.
+// A failed commit is also counted in [Stats] (CommitErr, LastCommit) and
+// logged at warn level by the client's logger, if it has one.
 type HookCommit interface {
 	OnCommit(offsets map[string]map[int32]kgo.EpochOffset, err error)
 }
@@ -61,7 +63,28 @@ type HookRebalance interface {
 	OnLost(lost map[string][]int32, abandoned int)
 }
 
+// HookStuck is called when a partition pauses because of a record that does
+// not reach a terminal state: its span reached [PartitionMaxSpan]
+// (partition.SpanFull) or its divert could not be produced and the router
+// had nothing else to try (partition.DivertFailed). It is called once per
+// transition into such a pause, not repeatedly.
+type HookStuck interface {
+	OnStuck(s StuckRecord)
+}
+
+// HookFetchError is called for each error a poll returned: a partition's
+// (partition >= 0), a topic's (partition -1) or the client's (topic "",
+// partition -1 or 0). Data loss is reported here too, as a *kgo.ErrDataLoss
+// from the client or a [*DataLossError] the runtime detected. fatal says
+// whether the error ends Run. The same error repeating is reported each
+// time.
+type HookFetchError interface {
+	OnFetchError(topic string, partition int32, err error, fatal bool)
+}
+
 type hooks struct {
+	stuck      []HookStuck
+	fetchErr   []HookFetchError
 	recordDone []HookRecordDone
 	paused     []HookPartitionsPaused
 	resumed    []HookPartitionsResumed
@@ -94,6 +117,12 @@ func newHooks(hs []Hook) hooks {
 		}
 		if v, ok := x.(HookRecordDiverted); ok {
 			h.diverted = append(h.diverted, v)
+		}
+		if v, ok := x.(HookStuck); ok {
+			h.stuck = append(h.stuck, v)
+		}
+		if v, ok := x.(HookFetchError); ok {
+			h.fetchErr = append(h.fetchErr, v)
 		}
 	}
 	return h

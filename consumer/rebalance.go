@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floodgate-kafka/floodgate/partition"
 )
@@ -19,6 +18,15 @@ import (
 // as a (no-op) kgo hook, which is how Wrap finds it on a client.
 type binding struct {
 	rt atomic.Pointer[Runtime]
+
+	// owned is the assignment as the callbacks saw it, kept whether or not
+	// a runtime is bound (a client may be assigned before Wrap, and wrapped
+	// again after Run). Records of a partition not in it, or a partition
+	// assigned twice without a revoke in between, mean a caller's callback
+	// replaced one of ours.
+	mu     sync.Mutex
+	owned  map[tp]struct{}
+	broken error
 }
 
 // kgo accepts only hooks that implement a hook interface; this one is cheap
@@ -31,8 +39,7 @@ func (*binding) OnNewClient(*kgo.Client) {}
 // GroupOpts returns the kgo options a client needs to be wrapped by [Wrap]:
 //
 //   - kgo.DisableAutoCommit: the runtime commits only offsets whose records
-//     all reached a terminal state (kgo.AutoCommitMarks is accepted too,
-//     as the runtime never marks);
+//     all reached a terminal state;
 //   - kgo.BlockRebalanceOnPoll: no rebalance between a poll and the
 //     admission of its records, so every admitted record is owned;
 //   - kgo.OnPartitionsAssigned, kgo.OnPartitionsRevoked and
@@ -41,9 +48,14 @@ func (*binding) OnNewClient(*kgo.Client) {}
 //   - kgo.WithHooks with a marker by which Wrap recognises the client.
 //
 // Add them last, after the caller's own options: a rebalance callback set
-// after them would replace the runtime's, and kgo offers no way to detect
-// that. kgo.ConsumerGroup and the topics are the caller's to set. Each call
-// returns options for one client.
+// after them replaces the runtime's. Go cannot compare functions, so the
+// runtime detects that by behaviour: records of a partition whose
+// assignment its callback never saw, or a partition assigned twice without
+// its revoke or loss seen in between, end Run with
+// [ErrClientMisconfigured]. (A replaced revoke callback is only seen that
+// way once a revoked partition comes back; until then the runtime neither
+// commits nor unpauses it on revoke.) kgo.ConsumerGroup and the topics are
+// the caller's to set. Each call returns options for one client.
 func GroupOpts() []kgo.Opt {
 	b := new(binding)
 	return []kgo.Opt{
@@ -57,6 +69,20 @@ func GroupOpts() []kgo.Opt {
 }
 
 func (b *binding) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	b.mu.Lock()
+	if b.owned == nil {
+		b.owned = make(map[tp]struct{})
+	}
+	for t, ps := range assigned {
+		for _, p := range ps {
+			if _, dup := b.owned[tp{t, p}]; dup && b.broken == nil {
+				b.broken = fmt.Errorf("%w: %s[%d] was assigned again without the runtime's OnPartitionsRevoked or OnPartitionsLost seeing it go: a later kgo.OnPartitionsRevoked/Lost option replaced the runtime's (add consumer.GroupOpts() last)",
+					ErrClientMisconfigured, t, p)
+			}
+			b.owned[tp{t, p}] = struct{}{}
+		}
+	}
+	b.mu.Unlock()
 	if rt := b.rt.Load(); rt != nil {
 		for _, h := range rt.hooks.rebalance {
 			h.OnAssigned(assigned)
@@ -64,9 +90,37 @@ func (b *binding) onAssigned(_ context.Context, _ *kgo.Client, assigned map[stri
 	}
 }
 
+// disown removes partitions from owned.
+func (b *binding) disown(tps map[string][]int32) {
+	b.mu.Lock()
+	for t, ps := range tps {
+		for _, p := range ps {
+			delete(b.owned, tp{t, p})
+		}
+	}
+	b.mu.Unlock()
+}
+
+// owns reports whether the callbacks saw key assigned.
+func (b *binding) owns(key tp) bool {
+	b.mu.Lock()
+	_, ok := b.owned[key]
+	b.mu.Unlock()
+	return ok
+}
+
+// misconfigured returns the evidence, if any, that a callback of ours was
+// replaced.
+func (b *binding) misconfigured() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.broken
+}
+
 func (b *binding) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	defer b.disown(revoked)
 	if rt := b.rt.Load(); rt != nil {
-		n := rt.revoke(revoked, false, rt.cfg.revokeTimeout)
+		n, _ := rt.revoke(revoked, false, rt.cfg.revokeTimeout)
 		for _, h := range rt.hooks.rebalance {
 			h.OnRevoked(revoked, n)
 		}
@@ -74,8 +128,9 @@ func (b *binding) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string
 }
 
 func (b *binding) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	defer b.disown(lost)
 	if rt := b.rt.Load(); rt != nil {
-		n := rt.revoke(lost, true, 0)
+		n, _ := rt.revoke(lost, true, 0)
 		for _, h := range rt.hooks.rebalance {
 			h.OnLost(lost, n)
 		}
@@ -91,10 +146,8 @@ func bind(cl *kgo.Client, rt *Runtime) error {
 	if g, _ := cl.OptValue(kgo.ConsumerGroup).(string); g == "" {
 		return bad("kgo.ConsumerGroup is not set")
 	}
-	disabled, _ := cl.OptValue(kgo.DisableAutoCommit).(bool)
-	marks, _ := cl.OptValue(kgo.AutoCommitMarks).(bool)
-	if !disabled && !marks {
-		return bad("autocommit is on: set kgo.DisableAutoCommit (or kgo.AutoCommitMarks)")
+	if disabled, _ := cl.OptValue(kgo.DisableAutoCommit).(bool); !disabled {
+		return bad("autocommit is on: set kgo.DisableAutoCommit")
 	}
 	if block, _ := cl.OptValue(kgo.BlockRebalanceOnPoll).(bool); !block {
 		return bad("kgo.BlockRebalanceOnPoll is not set")
@@ -106,6 +159,7 @@ func bind(cl *kgo.Client, rt *Runtime) error {
 	if !b.rt.CompareAndSwap(nil, rt) {
 		return fmt.Errorf("%w: client is already wrapped by another Runtime", ErrClientMisconfigured)
 	}
+	rt.bind = b
 	return nil
 }
 
@@ -138,8 +192,10 @@ func findBinding(cl *kgo.Client) *binding {
 // running handlers, cancels the handlers' context, and commits the
 // watermark of what completed. Finally it clears the client's pauses on them
 // (kgo keeps pauses across rebalances). It returns how many records in
-// flight were abandoned unhandled.
-func (rt *Runtime) revoke(tps map[string][]int32, lost bool, wait time.Duration) (abandoned int) {
+// flight were abandoned unhandled and, per partition that had records,
+// the position of its first record not yet terminal (where a consumer of
+// it must start again).
+func (rt *Runtime) revoke(tps map[string][]int32, lost bool, wait time.Duration) (abandoned int, restart map[string]map[int32]kgo.EpochOffset) {
 	rt.revokeMu.Lock()
 	defer rt.revokeMu.Unlock()
 
@@ -166,7 +222,7 @@ func (rt *Runtime) revoke(tps map[string][]int32, lost bool, wait time.Duration)
 	rt.liftMemory()
 	rt.mu.Unlock()
 	if len(gone) == 0 {
-		return 0
+		return 0, nil
 	}
 
 	if !lost && len(idles) > 0 {
@@ -186,19 +242,31 @@ func (rt *Runtime) revoke(tps map[string][]int32, lost bool, wait time.Duration)
 	}
 
 	rt.commitMu.Lock()
-	var offsets map[string]map[int32]kgo.EpochOffset
+	var (
+		offsets map[string]map[int32]kgo.EpochOffset
+		snaps   []commitSnap
+		now     = time.Now()
+	)
 	rt.mu.Lock()
 	for _, ps := range gone {
-		ps.gone = true
 		abandoned += ps.running + ps.aborted // left behind unhandled
-		if lost {
-			continue
+		if !lost {
+			offsets, snaps = ps.addUncommitted(offsets, snaps, now)
+			if at, ok := ps.restartAt(); ok {
+				if restart == nil {
+					restart = make(map[string]map[int32]kgo.EpochOffset)
+				}
+				if restart[ps.topic] == nil {
+					restart[ps.topic] = make(map[int32]kgo.EpochOffset)
+				}
+				restart[ps.topic][ps.partition] = at
+			}
 		}
-		offsets = ps.addUncommitted(offsets)
+		ps.gone = true
 	}
 	rt.mu.Unlock()
 	if offsets != nil {
-		rt.commit(offsets)
+		rt.commitSnaps(context.Background(), offsets, snaps)
 	}
 	rt.commitMu.Unlock()
 
@@ -222,7 +290,21 @@ func (rt *Runtime) revoke(tps map[string][]int32, lost bool, wait time.Duration)
 		}
 	}
 	rt.pauseMu.Unlock()
-	return abandoned
+	return abandoned, restart
+}
+
+// restartAt returns where consuming ps must start again: its oldest record
+// not yet terminal, or, when every admitted record is terminal, the
+// watermark. ok is false when nothing was admitted since the last rebase.
+// Called with mu held.
+func (ps *pstate) restartAt() (kgo.EpochOffset, bool) {
+	if _, off, _, ok := ps.tr.Oldest(); ok {
+		return kgo.EpochOffset{Epoch: -1, Offset: off}, true
+	}
+	if wm, epoch, ok := ps.tr.Watermark(); ok {
+		return kgo.EpochOffset{Epoch: epoch, Offset: wm}, true
+	}
+	return kgo.EpochOffset{}, false
 }
 
 // stopPartition marks ps revoking, removes it from the runtime and drops its
@@ -279,93 +361,40 @@ func (rt *Runtime) purgeRunq() {
 	}
 }
 
-// addUncommitted adds ps's watermark to offsets if it moved past the last
-// commit, allocating offsets as needed. Called with mu held.
-func (ps *pstate) addUncommitted(offsets map[string]map[int32]kgo.EpochOffset) map[string]map[int32]kgo.EpochOffset {
-	wm, epoch, ok := ps.tr.Watermark()
-	if !ok || wm <= ps.commit {
-		return offsets
-	}
-	if offsets == nil {
-		offsets = make(map[string]map[int32]kgo.EpochOffset)
-	}
-	if offsets[ps.topic] == nil {
-		offsets[ps.topic] = make(map[int32]kgo.EpochOffset)
-	}
-	offsets[ps.topic][ps.partition] = kgo.EpochOffset{Epoch: epoch, Offset: wm}
-	return offsets
-}
-
-// commitOwned commits the watermark of every owned partition that moved
-// since its last commit.
-func (rt *Runtime) commitOwned() {
-	rt.commitMu.Lock()
-	defer rt.commitMu.Unlock()
-	var offsets map[string]map[int32]kgo.EpochOffset
-	rt.mu.Lock()
-	for _, ps := range rt.parts {
-		if ps.revoking {
-			continue
-		}
-		offsets = ps.addUncommitted(offsets)
-	}
-	rt.mu.Unlock()
-	if offsets == nil {
-		return
-	}
-	if rt.commit(offsets) != nil {
-		return
-	}
-	rt.mu.Lock()
-	for t, parts := range offsets {
-		for p, eo := range parts {
-			if ps := rt.parts[tp{t, p}]; ps != nil && eo.Offset > ps.commit {
-				ps.commit = eo.Offset
-			}
-		}
-	}
-	rt.mu.Unlock()
-}
-
-// commit sends offsets synchronously and reports them to the hooks. Called
-// with commitMu held.
-func (rt *Runtime) commit(offsets map[string]map[int32]kgo.EpochOffset) error {
-	ctx, cancel := context.WithTimeout(context.Background(), rt.cfg.commitTimeout)
-	defer cancel()
-	var err error
-	rt.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, cerr error) {
-		if cerr != nil {
-			err = cerr
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil && err == nil {
-					err = fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, perr)
-				}
-			}
-		}
-	})
-	if err != nil {
-		err = fmt.Errorf("consumer: commit: %w", err)
-	}
-	for _, h := range rt.hooks.commit {
-		h.OnCommit(offsets, err)
-	}
-	return err
-}
-
-// shutdown revokes every partition with the shutdown bound, then stops the
-// workers. Handlers that ignore their cancelled context are waited for a
-// short grace period, then abandoned with ErrShutdownTimeout.
-func (rt *Runtime) shutdown() error {
+// shutdown revokes every partition with the shutdown bound, then rewinds
+// the client to the first record of each partition that is not terminal
+// (including records polled but not admitted, leftover) and lifts the
+// poll's rebalance block, so that a wrapped client can be wrapped again
+// without skipping records. Then it stops the workers. Handlers that ignore
+// their cancelled context are waited for a short grace period, then
+// abandoned with ErrShutdownTimeout.
+func (rt *Runtime) shutdown(leftover kgo.Fetches) error {
 	rt.mu.Lock()
 	all := make(map[string][]int32)
 	for k := range rt.parts {
 		all[k.topic] = append(all[k.topic], k.partition)
 	}
 	rt.mu.Unlock()
-	rt.revoke(all, false, rt.cfg.shutdownTimeout)
+	_, rewinds := rt.revoke(all, false, rt.cfg.shutdownTimeout)
+	leftover.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		r := p.Records[0]
+		if rewinds == nil {
+			rewinds = make(map[string]map[int32]kgo.EpochOffset)
+		}
+		if rewinds[p.Topic] == nil {
+			rewinds[p.Topic] = make(map[int32]kgo.EpochOffset)
+		}
+		if cur, ok := rewinds[p.Topic][p.Partition]; !ok || r.Offset < cur.Offset {
+			rewinds[p.Topic][p.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+		}
+	})
+	if len(rewinds) > 0 {
+		rt.cl.SetOffsets(rewinds)
+	}
+	rt.cl.AllowRebalance()
 
 	rt.mu.Lock()
 	rt.stopping = true

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/partition"
 )
 
 // Router moves failed records off the hot path and holds records that are
@@ -50,7 +52,8 @@ type Decision struct {
 	// quarantine lane). r reaches its terminal state once the broker
 	// acknowledged Divert; until then r stays in flight and its offset is
 	// not committed past. A failed produce is retried with RetryBackoff
-	// until it succeeds or the partition is revoked.
+	// until it succeeds or the partition is revoked; one that cannot
+	// succeed goes to [Router.Undeliverable].
 	Divert *kgo.Record
 	// RetryAfter, when Divert is nil, is the wait before the next in-place
 	// attempt; zero means the runtime's RetryBackoff.
@@ -77,43 +80,107 @@ const (
 	outcomeDiverted                // a divert produce is in flight; it finishes the record
 )
 
-// divert produces to in r's place. The record stays in flight (counted in
-// ps.running) until the produce is acknowledged; a failed produce is tried
-// again after a backoff, from its own goroutine so that kgo's promise never
-// produces.
-func (rt *Runtime) divert(ps *pstate, it item, to *kgo.Record, try int) {
+// divert produces to in the place of it's record. The record stays in
+// flight (counted in ps.running) until the produce is acknowledged. A
+// failed produce is tried again after a backoff, from a goroutine of its
+// own, so that kgo's promise never produces; one that cannot succeed goes
+// to the router's Undeliverable, and when that has nothing else to try
+// (stuck), the partition pauses (DivertFailed) and the produce is retried
+// with the maximum backoff until it succeeds or the partition is revoked.
+func (rt *Runtime) divert(ps *pstate, it item, to *kgo.Record, try int, stuck bool) {
+	if try == 1 && !stuck {
+		rt.noteFailure(ps, it, 0, nil, to.Topic)
+	}
+	rt.topicMax.ensure(to.Topic)
 	rt.cl.Produce(rt.baseCtx, to, func(_ *kgo.Record, err error) {
-		for _, h := range rt.hooks.diverted {
-			h.OnRecordDiverted(it.rec, to, err)
+		rt.divertDone(ps, it, to, try, stuck, err)
+	})
+}
+
+// divertDone handles the outcome of a divert's produce.
+func (rt *Runtime) divertDone(ps *pstate, it item, to *kgo.Record, try int, stuck bool, err error) {
+	for _, h := range rt.hooks.diverted {
+		h.OnRecordDiverted(it.rec, to, err)
+	}
+	if err == nil {
+		rt.diverted.Add(1)
+		rt.mu.Lock()
+		if stuck {
+			ps.divertFailing--
+			if ps.divertFailing == 0 && rt.clearReason(ps, partition.DivertFailed) {
+				rt.wake()
+			}
 		}
-		if err == nil {
-			rt.diverted.Add(1)
-			rt.mu.Lock()
-			rt.finish(ps, it, true)
-			rt.mu.Unlock()
+		rt.finish(ps, it, true)
+		rt.mu.Unlock()
+		if stuck {
+			rt.logf(kgo.LogLevelInfo, "floodgate: a divert that had failed was produced; the partition goes on",
+				"topic", ps.topic, "partition", ps.partition, "offset", it.rec.Offset, "divert_topic", to.Topic)
+		}
+		return
+	}
+	select {
+	case <-ps.quit:
+		rt.abortDivert(ps, it, stuck)
+		return
+	default:
+	}
+	rt.noteFailure(ps, it, 0, err, to.Topic)
+	wait := backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, try)
+	switch {
+	case stuck:
+		wait = rt.cfg.backoffMax
+	case IsUnretryableProduceError(err):
+		if next := rt.cfg.router.Undeliverable(it.rec, to, err); next != nil {
+			rt.logf(kgo.LogLevelWarn, "floodgate: a divert cannot be produced; producing the router's replacement instead",
+				"topic", ps.topic, "partition", ps.partition, "offset", it.rec.Offset, "divert_topic", to.Topic, "err", err, "instead_topic", next.Topic)
+			rt.retryDivert(ps, it, next, 1, false, 0)
 			return
 		}
-		select {
-		case <-ps.quit:
-			rt.mu.Lock()
-			rt.finish(ps, it, false)
-			rt.mu.Unlock()
-			return
-		default:
+		stuck, wait = true, rt.cfg.backoffMax
+		rt.mu.Lock()
+		ps.divertFailing++
+		rt.setReason(ps, partition.DivertFailed)
+		s, ok := rt.stuckRecord(ps, partition.DivertFailed, time.Now())
+		if !ok || s.Offset != it.rec.Offset { // the stuck record is not the oldest: describe it anyway
+			s = StuckRecord{Topic: ps.topic, Partition: ps.partition, Offset: it.rec.Offset, Reason: partition.DivertFailed}
+			if f := ps.fails[it.rec.Offset]; f != nil {
+				s.Attempts = f.attempts
+			}
 		}
-		// Wait in a goroutine owned by the partition: revocation (and so
-		// shutdown) ends it at once, leaving the record unfinished.
-		go func() {
-			t := time.NewTimer(backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, try))
+		s.Err, s.DivertTopic = err, to.Topic
+		rt.mu.Unlock()
+		rt.wake()
+		rt.reportStuck(s)
+	}
+	rt.retryDivert(ps, it, to, try+1, stuck, wait)
+}
+
+// retryDivert produces to again after wait, from a goroutine that the
+// partition's revocation ends (leaving the record unfinished).
+func (rt *Runtime) retryDivert(ps *pstate, it item, to *kgo.Record, try int, stuck bool, wait time.Duration) {
+	go func() {
+		if wait > 0 {
+			t := time.NewTimer(wait)
 			defer t.Stop()
 			select {
 			case <-t.C:
-				rt.divert(ps, it, to, try+1)
 			case <-ps.quit:
-				rt.mu.Lock()
-				rt.finish(ps, it, false)
-				rt.mu.Unlock()
+				rt.abortDivert(ps, it, stuck)
+				return
 			}
-		}()
-	})
+		}
+		rt.divert(ps, it, to, try, stuck)
+	}()
+}
+
+// abortDivert leaves a diverting record unfinished because its partition
+// is being revoked.
+func (rt *Runtime) abortDivert(ps *pstate, it item, stuck bool) {
+	rt.mu.Lock()
+	if stuck {
+		ps.divertFailing--
+	}
+	rt.finish(ps, it, false)
+	rt.mu.Unlock()
 }

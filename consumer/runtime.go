@@ -22,13 +22,16 @@ type Handler func(ctx context.Context, r *kgo.Record) error
 // records all reached a terminal state. Build one with [New] or [Wrap] and
 // start it with [Runtime.Run].
 type Runtime struct {
-	cfg       cfg
-	hooks     hooks
-	handler   Handler
-	cl        *kgo.Client
-	own       bool
-	limits    partition.Limits
-	memResume int64 // buffered bytes at or below which Memory pauses lift
+	cfg        cfg
+	hooks      hooks
+	handler    Handler
+	cl         *kgo.Client
+	own        bool
+	bind       *binding
+	log        kgo.Logger // the client's logger; nil if it has none
+	limits     partition.Limits
+	memResume  int64 // buffered bytes at or below which Memory pauses lift
+	spanResume int   // span at or below which SpanFull lifts
 
 	mu        sync.Mutex
 	work      sync.Cond // signalled when runq gains work or the runtime stops
@@ -41,6 +44,13 @@ type Runtime struct {
 	dirty     []*pstate
 	stopping  bool
 	freeLanes []*lane
+
+	// Commit health, guarded by mu.
+	commitErr   error     // the last commit attempt's error; nil after a success
+	lastCommit  time.Time // the last successful commit (Run's start before one)
+	commitFails uint64    // failed commit attempts
+	// Fetch health, guarded by mu.
+	fetchErr error // the last error a poll returned
 
 	pauseMu  sync.Mutex // serialises kgo pause/resume calls with kpaused
 	commitMu sync.Mutex // serialises commits with revocations
@@ -55,16 +65,27 @@ type Runtime struct {
 
 	baseCtx    context.Context // parent of every partition context
 	baseCancel context.CancelFunc
-	closeCtx   context.Context // cancelled by Close
-	closeStop  context.CancelFunc
-	started    atomic.Bool
-	done       chan struct{} // closed when Run returns
-	wg         sync.WaitGroup
+	// commitCtx bounds periodic commits; cancelled when shutdown begins, so
+	// that a commit held up (by a group join, say) does not delay the final
+	// one.
+	commitCtx    context.Context
+	commitCancel context.CancelFunc
 
-	handled   atomic.Uint64
-	failures  atomic.Uint64
-	refetched atomic.Uint64
-	diverted  atomic.Uint64
+	topicMax  topicLimits     // produce limits per topic, for clients built by New
+	closeCtx  context.Context // cancelled by Close
+	closeStop context.CancelFunc
+	started   atomic.Bool
+	done      chan struct{} // closed when Run returns
+	wg        sync.WaitGroup
+
+	handled     atomic.Uint64
+	failures    atomic.Uint64
+	refetched   atomic.Uint64
+	restarts    atomic.Uint64
+	diverted    atomic.Uint64
+	fetchErrors atomic.Uint64
+	dataLoss    atomic.Uint64
+	logLimit    logLimiter
 }
 
 type tp struct {
@@ -76,6 +97,7 @@ type item struct {
 	rec  *kgo.Record
 	seq  partition.Seq
 	size int64
+	gen  uint32 // the tracker generation seq belongs to
 }
 
 // lane is a sequence of records handled one at a time, in order: a whole
@@ -113,8 +135,23 @@ type pstate struct {
 	revoking  bool          // no more dispatch; completions still count
 	gone      bool          // completions no longer count
 	idle      chan struct{} // closed when running drops to 0 while revoking
-	commit    int64         // last committed offset, -1 if none
 	due       *time.Timer   // lifts RetryDue once the head record is due
+
+	// gen counts tracker generations: data loss that reuses offsets starts
+	// a new tracker, and completions of older records no longer count.
+	gen uint32
+	// next is the offset the client should return next (-1: unknown), to
+	// tell deleted records from ordinary offset gaps.
+	next int64
+	// fails holds the records of the current generation that failed at
+	// least once, by offset (rare: the failure path).
+	fails map[int64]*failure
+	// divertFailing counts records whose divert the router gave up on.
+	divertFailing int
+
+	commit           int64     // last committed offset, -1 if none
+	commitPassed     uint64    // tr.Passed() covered by the last successful commit
+	uncommittedSince time.Time // when completed work first went uncommitted; zero if none
 }
 
 // New builds a Runtime with its own *kgo.Client from [Brokers], [Group],
@@ -136,6 +173,16 @@ func New(handler Handler, opts ...Opt) (*Runtime, error) {
 		// resumes slow while other partitions are idle. 500ms is Kafka's
 		// own default.
 		kgo.FetchMaxWait(100 * time.Millisecond),
+		// Batches to each retry tier and quarantine topic may be as large
+		// as that topic allows: a record the default 1,000,012-byte cap
+		// refuses could never be moved (see divert).
+		kgo.ProducerBatchMaxBytesFn(rt.topicMax.get),
+	}
+	if rt.cfg.protocol == GroupProtocolConsumer {
+		kopts = append(kopts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.StickyBalancer()))
+	}
+	if rt.cfg.instanceID != "" {
+		kopts = append(kopts, kgo.InstanceID(rt.cfg.instanceID))
 	}
 	kopts = append(kopts, rt.cfg.kopts...)
 	kopts = append(kopts, GroupOpts()...)
@@ -144,7 +191,7 @@ func New(handler Handler, opts ...Opt) (*Runtime, error) {
 		return nil, fmt.Errorf("consumer: building kgo client: %w", err)
 	}
 	rt.cl, rt.own = cl, true
-	rt.initFetchSizing()
+	rt.initClient()
 	if err := bind(cl, rt); err != nil {
 		cl.Close()
 		return nil, err // unreachable: our own options
@@ -172,8 +219,15 @@ func Wrap(cl *kgo.Client, handler Handler, opts ...Opt) (*Runtime, error) {
 	if err := bind(cl, rt); err != nil {
 		return nil, err
 	}
-	rt.initFetchSizing()
+	rt.initClient()
 	return rt, nil
+}
+
+// initClient reads what the runtime needs from its client: its logger and
+// its fetch limits.
+func (rt *Runtime) initClient() {
+	rt.log, _ = rt.cl.OptValue(kgo.WithLogger).(kgo.Logger)
+	rt.initFetchSizing()
 }
 
 func newRuntime(handler Handler, own bool, opts []Opt) (*Runtime, error) {
@@ -199,10 +253,11 @@ func newRuntime(handler Handler, own bool, opts []Opt) (*Runtime, error) {
 			ResumeRecords: int(float64(c.partMaxRecords) * c.resumeFraction),
 			ResumeBytes:   int64(float64(c.partMaxBytes) * c.resumeFraction),
 		},
-		memResume: int64(float64(c.maxBufferedBytes) * c.resumeFraction),
-		parts:     make(map[tp]*pstate),
-		notify:    make(chan struct{}, 1),
-		done:      make(chan struct{}),
+		memResume:  int64(float64(c.maxBufferedBytes) * c.resumeFraction),
+		spanResume: int(float64(c.maxSpan) * c.resumeFraction),
+		parts:      make(map[tp]*pstate),
+		notify:     make(chan struct{}, 1),
+		done:       make(chan struct{}),
 	}
 	if err := rt.limits.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -210,6 +265,8 @@ func newRuntime(handler Handler, own bool, opts []Opt) (*Runtime, error) {
 	rt.work.L = &rt.mu
 	rt.baseCtx, rt.baseCancel = context.WithCancel(context.Background())
 	rt.closeCtx, rt.closeStop = context.WithCancel(context.Background())
+	rt.commitCtx, rt.commitCancel = context.WithCancel(rt.baseCtx)
+	rt.topicMax.rt = rt
 	return rt, nil
 }
 
@@ -218,8 +275,17 @@ func (rt *Runtime) Client() *kgo.Client { return rt.cl }
 
 // Run consumes until ctx ends or [Runtime.Close] is called, then stops
 // dispatching, waits for running handlers (up to [ShutdownTimeout], then
-// cancels their context), commits what completed and returns. It returns
-// nil after a clean stop.
+// cancels their context), commits what completed and returns. Before it
+// returns, it rewinds the client's position on every partition it owned to
+// the first record not yet terminal, so that a wrapped client can be
+// wrapped again without skipping anything. It returns nil after a clean
+// stop, a [*FetchError] after a fatal poll error, and an error wrapping
+// [ErrClientMisconfigured] when a wrapped client's rebalance callbacks
+// turn out to have been replaced.
+//
+// With no handler running, Run returns within CommitTimeout plus a few
+// seconds of its context ending (a commit, and for a client built by New,
+// leaving the group).
 func (rt *Runtime) Run(ctx context.Context) (err error) {
 	if rt.closeCtx.Err() != nil {
 		return ErrClosed
@@ -234,6 +300,9 @@ func (rt *Runtime) Run(ctx context.Context) (err error) {
 	stop := context.AfterFunc(rt.closeCtx, cancel)
 	defer stop()
 
+	rt.mu.Lock()
+	rt.lastCommit = time.Now()
+	rt.mu.Unlock()
 	for i := 0; i < rt.cfg.maxConcurrency; i++ {
 		rt.wg.Add(1)
 		go rt.worker()
@@ -242,9 +311,10 @@ func (rt *Runtime) Run(ctx context.Context) (err error) {
 	ctlStop := make(chan struct{})
 	go rt.controller(ctlStop, ctlDone)
 
-	pollErr := rt.pollLoop(ctx)
+	leftover, pollErr := rt.pollLoop(ctx)
 
-	err = rt.shutdown()
+	rt.commitCancel()
+	err = rt.shutdown(leftover)
 	close(ctlStop)
 	<-ctlDone
 	rt.closeOwnClient()
@@ -279,37 +349,62 @@ func (rt *Runtime) Close() error {
 	}
 }
 
+// leaveTimeout bounds leaving the group when Run closes its own client: a
+// classic group's rebalance can hold the leave until a dead member's
+// session times out, which must not hold up the stop.
+const leaveTimeout = 3 * time.Second
+
 func (rt *Runtime) closeOwnClient() {
-	if rt.own {
-		rt.cl.Close()
+	if !rt.own {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	if err := rt.cl.LeaveGroupContext(ctx); err != nil {
+		rt.logf(kgo.LogLevelWarn, "floodgate: leaving the group did not finish in time; the group's session timeout will expire it", "err", err)
+	}
+	cancel()
+	rt.cl.Close()
 }
 
-// pollLoop fetches and admits records until ctx ends. Rebalances are
-// blocked from the moment a poll returns records until they are admitted, so
-// every admitted record belongs to a partition this member owns.
-func (rt *Runtime) pollLoop(ctx context.Context) error {
+// pollLoop fetches and admits records until ctx ends or a fatal error. Rebalances
+// are blocked from the moment a poll returns until its records are
+// admitted, so every admitted record belongs to a partition this member
+// owns. When it returns, the last poll's block is still held (shutdown
+// lifts it after rewinding), and leftover holds that poll's fetches, which
+// were not admitted.
+func (rt *Runtime) pollLoop(ctx context.Context) (leftover kgo.Fetches, err error) {
 	for {
 		fs := rt.cl.PollFetches(ctx)
 		if fs.IsClientClosed() {
-			rt.cl.AllowRebalance()
 			if ctx.Err() != nil {
-				return nil
+				return nil, nil
 			}
-			return kgo.ErrClientClosed
+			return nil, kgo.ErrClientClosed
 		}
 		if ctx.Err() != nil {
-			rt.cl.AllowRebalance()
-			return nil
+			return fs, nil
 		}
-		rewinds := rt.admit(fs)
+		if err := rt.pollErrors(fs); err != nil {
+			return fs, err
+		}
+		if err := rt.bind.misconfigured(); err != nil {
+			rt.logf(kgo.LogLevelError, "floodgate: stopping: "+err.Error())
+			return fs, err
+		}
+		rewinds, err := rt.admit(fs)
+		if err != nil {
+			rt.logf(kgo.LogLevelError, "floodgate: stopping: "+err.Error())
+			return nil, err
+		}
 		rt.flushPauses()
 		rt.tuneFetch()
 		if len(rewinds) > 0 {
 			// The partitions are paused now; rewinding drops what the
-			// client buffered for them and refetches from the first
-			// refused record once they resume.
+			// client buffered (for every partition: it restarts the
+			// fetch session) and refetches from the first refused
+			// record once they resume.
 			rt.cl.SetOffsets(rewinds)
+			rt.restarts.Add(1)
 		}
 		rt.cl.AllowRebalance()
 	}
@@ -325,38 +420,47 @@ func RecordSize(r *kgo.Record) int64 {
 	return int64(n)
 }
 
-func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
+// admit takes the records of one poll into the partitions' windows, in
+// offset order, up to the first record of each partition that must wait
+// (window or span full, byte budget spent, not yet due): that partition is
+// paused and its position rewound to that record. It returns the rewinds,
+// or an error when records arrived for a partition the runtime's
+// OnPartitionsAssigned never saw.
+func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.EpochOffset, err error) {
 	var (
-		rewinds map[string]map[int32]kgo.EpochOffset
 		refetch []refetchEvent
+		stuck   []StuckRecord
+		losses  []*DataLossError
 	)
 	rt.mu.Lock()
 	if rt.stopping {
 		rt.mu.Unlock()
-		return nil
+		return nil, nil
 	}
 	var (
 		sizes, count int64
-		now          time.Time // taken once, when a router first asks
+		now          = time.Now()
+		stamp        = now.UnixNano()
+		// What one fetch of a partition may bring: a window without room
+		// for it pauses now, before the fetch overflows it.
+		fetchRecs, fetchBytes = rt.fetchEstimate()
 	)
-	defer func() {
-		if count > 0 {
-			batch := float64(sizes) / float64(count)
-			if rt.avgSize == 0 {
-				rt.avgSize = batch
-			} else {
-				rt.avgSize += (batch - rt.avgSize) / 8
-			}
-		}
-	}()
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
+		if len(p.Records) == 0 || err != nil {
 			return
 		}
 		key := tp{p.Topic, p.Partition}
+		if !rt.bind.owns(key) {
+			err = fmt.Errorf("%w: records of %s[%d] arrived, but the runtime's OnPartitionsAssigned never saw it assigned: a later kgo.OnPartitionsAssigned/Revoked/Lost option replaced the runtime's (add consumer.GroupOpts() last)",
+				ErrClientMisconfigured, p.Topic, p.Partition)
+			return
+		}
 		ps := rt.parts[key]
 		if ps == nil {
 			ps = rt.newPartition(key)
+		}
+		if first := p.Records[0].Offset; ps.next >= 0 && first > ps.next && p.LogStartOffset > ps.next {
+			losses = append(losses, &DataLossError{Topic: p.Topic, Partition: p.Partition, Expected: ps.next, Got: min(first, p.LogStartOffset)})
 		}
 		for i, r := range p.Records {
 			size := RecordSize(r)
@@ -365,21 +469,22 @@ func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
 			case !ps.win.Fits(size):
 				ps.win.Refuse()
 				refuse = partition.WindowFull
+			case ps.tr.Pending() >= rt.cfg.maxSpan:
+				refuse = partition.SpanFull
 			case rt.buffered > 0 && rt.buffered+size > rt.cfg.maxBufferedBytes:
 				refuse = partition.Memory
 			case rt.cfg.router != nil:
-				if due := rt.cfg.router.Due(r); !due.IsZero() {
-					if now.IsZero() {
-						now = time.Now()
-					}
-					if due.After(now) {
-						refuse = partition.RetryDue
-						rt.holdUntil(ps, due.Sub(now))
-					}
+				if due := rt.cfg.router.Due(r); !due.IsZero() && due.After(now) {
+					refuse = partition.RetryDue
+					rt.holdUntil(ps, due.Sub(now))
 				}
 			}
 			if refuse != 0 {
-				rt.setReason(ps, refuse)
+				if rt.setReason(ps, refuse) && refuse == partition.SpanFull {
+					if s, ok := rt.stuckRecord(ps, refuse, now); ok {
+						stuck = append(stuck, s)
+					}
+				}
 				if rewinds == nil {
 					rewinds = make(map[string]map[int32]kgo.EpochOffset)
 				}
@@ -387,15 +492,21 @@ func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
 					rewinds[p.Topic] = make(map[int32]kgo.EpochOffset)
 				}
 				rewinds[p.Topic][p.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
+				ps.next = r.Offset
 				refetch = append(refetch, refetchEvent{key, r.Offset, len(p.Records) - i})
 				break
 			}
-			seq, ok := ps.tr.Add(r.Offset, r.LeaderEpoch)
+			seq, ok := ps.tr.Add(r.Offset, r.LeaderEpoch, stamp)
 			if !ok {
-				// Redelivered below what is already tracked: the first
-				// copy is in flight and will decide the watermark.
-				continue
+				// At or below what is already tracked, with no rewind
+				// of ours pending: the log was truncated and its
+				// offsets reused. Start the partition's tracking over.
+				last, _ := ps.tr.Last()
+				losses = append(losses, &DataLossError{Topic: p.Topic, Partition: p.Partition, Expected: last + 1, Got: r.Offset, Truncated: true})
+				rt.rebase(ps)
+				seq, _ = ps.tr.Add(r.Offset, r.LeaderEpoch, stamp)
 			}
+			ps.next = r.Offset + 1
 			if ps.win.Add(size) {
 				rt.setReason(ps, partition.WindowFull)
 			}
@@ -403,7 +514,7 @@ func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
 			rt.inflight++
 			sizes += size
 			count++
-			rt.enqueue(ps, item{rec: r, seq: seq, size: size})
+			rt.enqueue(ps, item{rec: r, seq: seq, size: size, gen: ps.gen})
 			if count%256 == 0 {
 				// Let workers at the records already queued rather
 				// than hold the lock across a whole large fetch.
@@ -411,7 +522,26 @@ func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
 				rt.mu.Lock()
 			}
 		}
+		if fetchRecs > 0 {
+			if ps.win.ExpectFetch(fetchRecs, fetchBytes) {
+				rt.setReason(ps, partition.WindowFull)
+			}
+			if ps.tr.Pending()+fetchRecs > rt.cfg.maxSpan && rt.setReason(ps, partition.SpanFull) {
+				if s, ok := rt.stuckRecord(ps, partition.SpanFull, now); ok {
+					stuck = append(stuck, s)
+				}
+			}
+		}
+		rt.checkUncommitted(ps, now)
 	})
+	if count > 0 {
+		batch := float64(sizes) / float64(count)
+		if rt.avgSize == 0 {
+			rt.avgSize = batch
+		} else {
+			rt.avgSize += (batch - rt.avgSize) / 8
+		}
+	}
 	rt.mu.Unlock()
 	for _, e := range refetch {
 		rt.refetched.Add(uint64(e.records))
@@ -419,7 +549,39 @@ func (rt *Runtime) admit(fs kgo.Fetches) map[string]map[int32]kgo.EpochOffset {
 			h.OnRecordsRefetch(e.topic, e.partition, e.offset, e.records)
 		}
 	}
-	return rewinds
+	for _, s := range stuck {
+		rt.reportStuck(s)
+	}
+	for _, l := range losses {
+		rt.reportFetchError(l.Topic, l.Partition, l, false)
+	}
+	return rewinds, err
+}
+
+// fetchEstimate returns how many records and bytes one fetch of a
+// partition may bring, from the fetch size the client was last given and
+// the average record size; zeros before anything was admitted. Called with
+// mu held, from the poll loop.
+func (rt *Runtime) fetchEstimate() (records int, bytes int64) {
+	if rt.avgSize <= 0 {
+		return 0, 0
+	}
+	bytes = int64(rt.curFetchPart)
+	return int(float64(bytes)/max(rt.avgSize, 1)) + 1, bytes
+}
+
+// rebase starts ps's tracking over after data loss that reused offsets:
+// records admitted before still run and release their window, but no
+// longer decide what is committed. Called with mu held.
+func (rt *Runtime) rebase(ps *pstate) {
+	ps.gen++
+	ps.tr = partition.Tracker{}
+	clear(ps.fails)
+	ps.commit, ps.commitPassed, ps.uncommittedSince = -1, 0, time.Time{}
+	if ps.reasons&partition.SpanFull != 0 {
+		rt.clearReason(ps, partition.SpanFull)
+		rt.wake()
+	}
 }
 
 func (rt *Runtime) initFetchSizing() {
@@ -483,7 +645,7 @@ type refetchEvent struct {
 }
 
 func (rt *Runtime) newPartition(key tp) *pstate {
-	ps := &pstate{tp: key, win: partition.NewWindow(rt.limits), quit: make(chan struct{}), commit: -1}
+	ps := &pstate{tp: key, win: partition.NewWindow(rt.limits), quit: make(chan struct{}), commit: -1, next: -1}
 	ps.ctx, ps.cancel = context.WithCancel(rt.baseCtx)
 	switch rt.cfg.ordering {
 	case OrderPartition:
@@ -495,18 +657,19 @@ func (rt *Runtime) newPartition(key tp) *pstate {
 	return ps
 }
 
-// setReason and clearReason change a partition's pause reasons; the
-// controller or the poll loop applies the change to the client in a batch.
-// Both are called with mu held.
-func (rt *Runtime) setReason(ps *pstate, r partition.Reasons) {
+// setReason and clearReason change a partition's pause reasons and report
+// whether anything changed; the controller or the poll loop applies the
+// change to the client in a batch. Both are called with mu held.
+func (rt *Runtime) setReason(ps *pstate, r partition.Reasons) bool {
 	if ps.reasons&r == r {
-		return
+		return false
 	}
 	if r&partition.Memory != 0 && ps.reasons&partition.Memory == 0 {
 		rt.memPaused++
 	}
 	ps.reasons |= r
 	rt.markDirty(ps)
+	return true
 }
 
 func (rt *Runtime) clearReason(ps *pstate, r partition.Reasons) bool {
@@ -536,7 +699,8 @@ func (rt *Runtime) wake() {
 }
 
 // controller applies pause changes made off the poll loop (resumes, mostly)
-// and commits periodically. It is owned by Run.
+// and commits periodically (pausing partitions whose uncommitted work
+// passed its bound while commits fail). It is owned by Run.
 func (rt *Runtime) controller(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	tick := time.NewTicker(rt.cfg.commitInterval)
@@ -548,7 +712,8 @@ func (rt *Runtime) controller(stop <-chan struct{}, done chan<- struct{}) {
 		case <-rt.notify:
 			rt.flushPauses()
 		case <-tick.C:
-			rt.commitOwned()
+			rt.commitOwned(rt.commitCtx)
+			rt.flushPauses()
 		}
 	}
 }
@@ -607,8 +772,13 @@ func (rt *Runtime) flushPauses() {
 	}
 }
 
-// Pause pauses fetching of the given partitions for reason, which must not
-// be [partition.WindowFull] or [partition.Memory] (the runtime owns those).
+// runtimeReasons are the pause reasons the runtime sets and clears itself;
+// Pause and Resume ignore them.
+const runtimeReasons = partition.WindowFull | partition.Memory | partition.SpanFull | partition.CommitStalled | partition.DivertFailed
+
+// Pause pauses fetching of the given partitions for reason. The runtime's
+// own reasons (WindowFull, Memory, SpanFull, CommitStalled, DivertFailed)
+// are ignored: it sets and clears those itself.
 // A partition stays paused until every reason holding it is resumed.
 // Partitions this member does not currently own are ignored; revocation
 // clears all reasons.
@@ -622,7 +792,7 @@ func (rt *Runtime) Resume(reason partition.Reasons, tps map[string][]int32) {
 }
 
 func (rt *Runtime) changeReasons(reason partition.Reasons, tps map[string][]int32, set bool) {
-	reason &^= partition.WindowFull | partition.Memory
+	reason &^= runtimeReasons
 	if reason == 0 {
 		return
 	}

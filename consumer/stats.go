@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"sort"
+	"time"
 
 	"github.com/floodgate-kafka/floodgate/partition"
 )
@@ -25,6 +26,17 @@ type PartitionStats struct {
 	// record completed); Committed the last offset committed (-1 if none
 	// by this member).
 	Watermark, Committed int64
+	// Span counts the records from the oldest one not yet terminal to the
+	// newest admitted (bounded by PartitionMaxSpan): what a crash would
+	// hand to the next owner again, beside Uncommitted.
+	Span int
+	// Uncommitted counts records completed (passed by the watermark) but
+	// not committed yet (bounded by MaxUncommitted while commits fail).
+	Uncommitted int
+	// Stuck describes the oldest record not yet terminal while the
+	// partition is paused because of it (reason SpanFull or
+	// DivertFailed); nil otherwise.
+	Stuck *StuckRecord
 }
 
 // Stats is a consistent snapshot of the runtime, taken under its lock.
@@ -38,28 +50,56 @@ type Stats struct {
 	// Running counts handlers running now.
 	Running int
 	// Handled counts records handled successfully; Failures counts failed
-	// handler attempts; Refetched counts records refused (full window, byte
-	// budget, not yet due) and fetched again later; Diverted counts failed
-	// records whose replacement a Router's Decision produced.
+	// handler attempts; Refetched counts records refused (full window or
+	// span, byte budget, not yet due) and fetched again later; Diverted
+	// counts failed records whose replacement a Router produced.
 	Handled, Failures, Refetched, Diverted uint64
+	// SessionRestarts counts rewinds of the client's fetch position after
+	// a refusal: each one discards what the client had buffered for every
+	// partition, not only the refused one, so they should stay rare (the
+	// runtime pauses a partition before a fetch would overflow it).
+	SessionRestarts uint64
+
+	// CommitErr is the error of the last commit attempt, nil if it
+	// succeeded; LastCommit is when a commit last succeeded (when Run
+	// started, before the first), and SinceCommit how long ago that was.
+	// CommitFailures counts failed commit attempts.
+	CommitErr      error
+	LastCommit     time.Time
+	SinceCommit    time.Duration
+	CommitFailures uint64
+
+	// FetchErr is the last error a poll returned (nil if none ever);
+	// FetchErrors counts them, DataLoss counts the data-loss events among
+	// them (see [DataLossError]).
+	FetchErr              error
+	FetchErrors, DataLoss uint64
 }
 
 // Stats returns a snapshot of the runtime's state. It is safe to call
 // concurrently; it takes the runtime's lock briefly.
 func (rt *Runtime) Stats() Stats {
+	now := time.Now()
 	rt.mu.Lock()
 	s := Stats{
 		Partitions:      make([]PartitionStats, 0, len(rt.parts)),
 		InFlightRecords: rt.inflight,
 		BufferedBytes:   rt.buffered,
 		Running:         rt.running,
+		CommitErr:       rt.commitErr,
+		LastCommit:      rt.lastCommit,
+		CommitFailures:  rt.commitFails,
+		FetchErr:        rt.fetchErr,
+	}
+	if !rt.lastCommit.IsZero() {
+		s.SinceCommit = now.Sub(rt.lastCommit)
 	}
 	for _, ps := range rt.parts {
 		wm, _, ok := ps.tr.Watermark()
 		if !ok {
 			wm = -1
 		}
-		s.Partitions = append(s.Partitions, PartitionStats{
+		p := PartitionStats{
 			Topic:           ps.topic,
 			Partition:       ps.partition,
 			InFlightRecords: ps.win.Records(),
@@ -68,10 +108,19 @@ func (rt *Runtime) Stats() Stats {
 			Paused:          ps.reasons,
 			Watermark:       wm,
 			Committed:       ps.commit,
-		})
+			Span:            ps.tr.Pending(),
+			Uncommitted:     int(ps.tr.Passed() - ps.commitPassed),
+		}
+		if r := ps.reasons & (partition.SpanFull | partition.DivertFailed); r != 0 {
+			if st, ok := rt.stuckRecord(ps, r, now); ok {
+				p.Stuck = &st
+			}
+		}
+		s.Partitions = append(s.Partitions, p)
 	}
 	rt.mu.Unlock()
 	s.Handled, s.Failures, s.Refetched, s.Diverted = rt.handled.Load(), rt.failures.Load(), rt.refetched.Load(), rt.diverted.Load()
+	s.SessionRestarts, s.FetchErrors, s.DataLoss = rt.restarts.Load(), rt.fetchErrors.Load(), rt.dataLoss.Load()
 	sort.Slice(s.Partitions, func(i, j int) bool {
 		a, b := s.Partitions[i], s.Partitions[j]
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
