@@ -82,8 +82,13 @@ func (b *binding) onAssigned(_ context.Context, _ *kgo.Client, assigned map[stri
 			b.owned[tp{t, p}] = struct{}{}
 		}
 	}
+	broken := b.broken
 	b.mu.Unlock()
 	if rt := b.rt.Load(); rt != nil {
+		if broken != nil {
+			rt.logf(kgo.LogLevelError, "floodgate: stopping: "+broken.Error())
+			rt.fail(broken)
+		}
 		for _, h := range rt.hooks.rebalance {
 			h.OnAssigned(assigned)
 		}

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -75,7 +76,8 @@ type Runtime struct {
 	closeCtx  context.Context // cancelled by Close
 	closeStop context.CancelFunc
 	started   atomic.Bool
-	done      chan struct{} // closed when Run returns
+	abort     atomic.Pointer[context.CancelCauseFunc] // ends Run's poll with a cause
+	done      chan struct{}                           // closed when Run returns
 	wg        sync.WaitGroup
 
 	handled     atomic.Uint64
@@ -295,10 +297,11 @@ func (rt *Runtime) Run(ctx context.Context) (err error) {
 	}
 	defer close(rt.done)
 	defer unbind(rt.cl, rt)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(rt.closeCtx, cancel)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(rt.closeCtx, func() { cancel(nil) })
 	defer stop()
+	rt.abort.Store(&cancel)
 
 	rt.mu.Lock()
 	rt.lastCommit = time.Now()
@@ -377,12 +380,12 @@ func (rt *Runtime) pollLoop(ctx context.Context) (leftover kgo.Fetches, err erro
 		fs := rt.cl.PollFetches(ctx)
 		if fs.IsClientClosed() {
 			if ctx.Err() != nil {
-				return nil, nil
+				return nil, aborted(ctx)
 			}
 			return nil, kgo.ErrClientClosed
 		}
 		if ctx.Err() != nil {
-			return fs, nil
+			return fs, aborted(ctx)
 		}
 		if err := rt.pollErrors(fs); err != nil {
 			return fs, err
@@ -407,6 +410,22 @@ func (rt *Runtime) pollLoop(ctx context.Context) (leftover kgo.Fetches, err erro
 			rt.restarts.Add(1)
 		}
 		rt.cl.AllowRebalance()
+	}
+}
+
+// aborted returns the error a runtime goroutine stopped Run with (see
+// Runtime.fail), or nil if Run's context simply ended.
+func aborted(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// fail ends Run with err, from any goroutine (a rebalance callback, say).
+func (rt *Runtime) fail(err error) {
+	if cancel := rt.abort.Load(); cancel != nil {
+		(*cancel)(err)
 	}
 }
 
