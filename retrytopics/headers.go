@@ -33,6 +33,11 @@ const (
 // MaxErrorLen bounds the error text kept in [HeaderError], in bytes.
 const MaxErrorLen = 1024
 
+// MaxAttempt is the largest attempt count [Decode] accepts in
+// [HeaderAttempt]; the counter saturates there instead of growing past
+// what its decoder reads.
+const MaxAttempt = 1<<31 - 1
+
 // Reason says why a record was quarantined.
 type Reason string
 
@@ -59,7 +64,7 @@ type Meta struct {
 	OriginalPartition int32
 	OriginalOffset    int64
 	OriginalTimestamp time.Time
-	Attempt           int       // failed attempts so far
+	Attempt           int       // failed attempts so far, at most MaxAttempt
 	FirstFailure      time.Time // when the first attempt failed
 	Error             string    // the latest error, at most MaxErrorLen bytes
 	Due               time.Time // zero unless on a retry tier
@@ -117,7 +122,7 @@ func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 			m.OriginalTimestamp, perr = parseMillis(v)
 		case HeaderAttempt:
 			var a int64
-			a, perr = parseInt(v, 1, 1<<31-1)
+			a, perr = parseInt(v, 1, MaxAttempt)
 			m.Attempt = int(a)
 		case HeaderFirstFailure:
 			m.FirstFailure, perr = parseMillis(v)
@@ -190,7 +195,7 @@ func (m Meta) Encode(headers []kgo.RecordHeader) []kgo.RecordHeader {
 	if !m.OriginalTimestamp.IsZero() {
 		add(HeaderOriginalTimestamp, strconv.FormatInt(m.OriginalTimestamp.UnixMilli(), 10))
 	}
-	add(HeaderAttempt, strconv.Itoa(max(m.Attempt, 1)))
+	add(HeaderAttempt, strconv.Itoa(min(max(m.Attempt, 1), MaxAttempt)))
 	if !m.FirstFailure.IsZero() {
 		add(HeaderFirstFailure, strconv.FormatInt(m.FirstFailure.UnixMilli(), 10))
 	}

@@ -229,7 +229,7 @@ func (p *Policy) Failed(r *kgo.Record, attempt int, err error) consumer.Decision
 			OriginalTimestamp: r.Timestamp, FirstFailure: now, ReplayCount: m.ReplayCount}
 		prior = 0
 	}
-	m.Attempt = prior + attempt
+	m.Attempt = addAttempts(prior, attempt)
 	m.Error = err.Error()
 	m.Due = time.Time{}
 	switch {
@@ -263,6 +263,14 @@ func (p *Policy) Failed(r *kgo.Record, attempt int, err error) consumer.Decision
 // Undeliverable implements consumer.Router. For now it has nothing else to
 // try.
 func (p *Policy) Undeliverable(r, failed *kgo.Record, err error) *kgo.Record { return nil }
+
+// addAttempts returns prior+attempt, saturated at MaxAttempt.
+func addAttempts(prior, attempt int) int {
+	if attempt >= MaxAttempt-prior {
+		return MaxAttempt
+	}
+	return prior + attempt
+}
 
 func (p *Policy) inPlaceWait(attempt int) time.Duration {
 	d := p.cfg.InPlaceBackoff
