@@ -22,7 +22,12 @@
 //
 //   - A [Permanent] error, or floodgate headers that do not decode
 //     ([ErrUndecodable]), send it straight to the quarantine lane
-//     ("orders.billing.dlq") with reason permanent or undecodable.
+//     ("orders.billing.dlq") with reason permanent or undecodable. A record
+//     undecodable on a retry tier names the tier's source as its original
+//     topic, so that a replay sends it there; as the origin its headers
+//     claim cannot be trusted, its original partition and offset are the
+//     tier record's own, and the error text names the tier record
+//     ("undecodable on retry tier orders.billing.retry.1[0]@5: ...").
 //   - A source record is retried in place up to [Config.InPlaceRetries]
 //     times (its lane waits), each retry paid from the budget.
 //   - Then it is produced to the next tier with its key, value and headers

@@ -218,9 +218,16 @@ func (p *Policy) Failed(r *kgo.Record, attempt int, err error) consumer.Decision
 		if derr == nil {
 			derr = err
 		}
+		msg := derr.Error()
+		if tier >= 0 {
+			// The origin the headers claim cannot be trusted, but the tier
+			// says which source the record came from: replay sends it
+			// there. The error text keeps the tier record's location.
+			msg = fmt.Sprintf("undecodable on retry tier %s[%d]@%d: %s", r.Topic, r.Partition, r.Offset, msg)
+		}
 		return p.quarantine(r, source, Meta{
-			OriginalTopic: r.Topic, OriginalPartition: r.Partition, OriginalOffset: r.Offset,
-			OriginalTimestamp: r.Timestamp, Attempt: attempt, FirstFailure: now, Error: derr.Error(),
+			OriginalTopic: source, OriginalPartition: r.Partition, OriginalOffset: r.Offset,
+			OriginalTimestamp: r.Timestamp, Attempt: attempt, FirstFailure: now, Error: msg,
 		}, ReasonUndecodable)
 	}
 	prior := m.Attempt
