@@ -52,6 +52,13 @@
 // partition are due in the order they were produced, so the head is the
 // first due.
 //
+// The due time in a record's header is trusted only up to the record's
+// timestamp plus its tier's delay plus [Config.ClockSkew] (default 30s):
+// a record due years ahead, whether a hostile producer wrote it or the
+// tier's delay was shortened since, waits no longer than that, and neither
+// do the retries behind it. A tier record stamped more than ClockSkew in
+// the future is due at once, so that its timestamp cannot lift the bound.
+//
 // # Budget
 //
 // Over a sliding window ([Config.BudgetWindow], default 10s), retries (in

@@ -46,6 +46,12 @@ type Config struct {
 	BudgetFloor float64
 	// BudgetWindow is the sliding window of the budget. Default 10s.
 	BudgetWindow time.Duration
+	// ClockSkew is how far the clocks of the processes that write and read
+	// a tier may disagree. A tier record's due time is trusted up to its
+	// timestamp plus its tier's delay plus ClockSkew, and a record stamped
+	// more than ClockSkew in the future is due at once (see
+	// [Policy.Due]). Default 30s.
+	ClockSkew time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -93,6 +99,8 @@ func New(cfg Config) (*Policy, error) {
 		return nil, bad("BudgetFloor", "must be >= 0, got %v", cfg.BudgetFloor)
 	case cfg.BudgetWindow < 0:
 		return nil, bad("BudgetWindow", "must be >= 0, got %v", cfg.BudgetWindow)
+	case cfg.ClockSkew < 0:
+		return nil, bad("ClockSkew", "must be >= 0, got %v", cfg.ClockSkew)
 	}
 	for i, d := range cfg.Tiers {
 		if d <= 0 {
@@ -115,6 +123,9 @@ func New(cfg Config) (*Policy, error) {
 	}
 	if cfg.BudgetWindow == 0 {
 		cfg.BudgetWindow = 10 * time.Second
+	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = 30 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -189,19 +200,34 @@ func (p *Policy) Handler(h consumer.Handler) consumer.Handler {
 }
 
 // Due implements consumer.Router: a tier record is due at its
-// floodgate-due time. A first delivery of a source record counts as a first
-// attempt for the retry budget. Records whose headers do not decode are due
-// at once (and quarantined by the handler wrapper).
+// floodgate-due time, but no later than its timestamp plus its tier's delay
+// plus [Config.ClockSkew]: a due time far ahead (written by a hostile or
+// broken producer, or under a tier delay since shortened) cannot hold the
+// tier partition, and every retry behind it, for longer than that. A
+// record stamped more than ClockSkew in the future, which would defeat the
+// bound, is due at once. Otherwise the answer depends on the record alone,
+// so it does not move when the record is asked about again.
+//
+// A first delivery of a source record counts as a first attempt for the
+// retry budget. Records whose headers do not decode are due at once (and
+// quarantined by the handler wrapper).
 func (p *Policy) Due(r *kgo.Record) time.Time {
-	if _, ok := p.tiers[r.Topic]; !ok {
+	t, ok := p.tiers[r.Topic]
+	if !ok {
 		if p.sources[r.Topic] {
 			p.budget.deposit(p.cfg.Now())
 		}
 		return time.Time{}
 	}
 	m, _, err := Decode(r)
-	if err != nil {
+	if err != nil || m.Due.IsZero() {
 		return time.Time{}
+	}
+	if r.Timestamp.After(p.cfg.Now().Add(p.cfg.ClockSkew)) {
+		return time.Time{}
+	}
+	if limit := r.Timestamp.Add(p.cfg.Tiers[t.index] + p.cfg.ClockSkew); m.Due.After(limit) {
+		return limit
 	}
 	return m.Due
 }
