@@ -49,15 +49,23 @@ func TestEncodeBoundsError(t *testing.T) {
 
 func TestDecodeRejectsMalformed(t *testing.T) {
 	valid := Meta{OriginalTopic: "t", OriginalPartition: 1, OriginalOffset: 2, Attempt: 1}.Encode(nil)
+	if _, _, err := Decode(&kgo.Record{Headers: valid}); err != nil {
+		t.Fatalf("the base case does not decode: %v", err)
+	}
+	// Each case gets its own copy: appending to valid itself would make
+	// every case share (and overwrite) one backing array.
+	with := func(hs ...kgo.RecordHeader) []kgo.RecordHeader {
+		return append(valid[:len(valid):len(valid)], hs...)
+	}
 	cases := map[string][]kgo.RecordHeader{
 		"not a number":  append(valid[:3:3], kgo.RecordHeader{Key: HeaderAttempt, Value: []byte("abc")}),
-		"negative":      append(valid, kgo.RecordHeader{Key: HeaderDue, Value: []byte("-5")}),
-		"repeated":      append(valid, kgo.RecordHeader{Key: HeaderOriginalTopic, Value: []byte("x")}),
-		"unknown":       append(valid, kgo.RecordHeader{Key: "floodgate-evil", Value: []byte("1")}),
-		"bad utf-8":     append(valid, kgo.RecordHeader{Key: HeaderError, Value: []byte{0xff, 0xfe}}),
-		"bad reason":    append(valid, kgo.RecordHeader{Key: HeaderReason, Value: []byte("because")}),
+		"negative":      with(kgo.RecordHeader{Key: HeaderDue, Value: []byte("-5")}),
+		"repeated":      with(kgo.RecordHeader{Key: HeaderOriginalTopic, Value: []byte("x")}),
+		"unknown":       with(kgo.RecordHeader{Key: "floodgate-evil", Value: []byte("1")}),
+		"bad utf-8":     with(kgo.RecordHeader{Key: HeaderError, Value: []byte{0xff, 0xfe}}),
+		"bad reason":    with(kgo.RecordHeader{Key: HeaderReason, Value: []byte("because")}),
 		"missing topic": valid[1:],
-		"huge":          append(valid, kgo.RecordHeader{Key: HeaderDue, Value: []byte("99999999999999999999999")}),
+		"huge":          with(kgo.RecordHeader{Key: HeaderDue, Value: []byte("99999999999999999999999")}),
 	}
 	for name, h := range cases {
 		_, ok, err := Decode(&kgo.Record{Headers: h})
