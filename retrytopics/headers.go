@@ -3,6 +3,7 @@ package retrytopics
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,8 @@ type Meta struct {
 	Due               time.Time // zero unless on a retry tier
 	Reason            Reason    // empty unless quarantined
 	ReplayCount       int       // times replayed from quarantine
+	Trimmed           string    // on a trimmed quarantine record: what was dropped, "value[,key][,headers]"
+	OriginalSize      int64     // with Trimmed: key+value+headers bytes of the record before trimming
 }
 
 // ErrMalformed is wrapped by [Decode] for floodgate headers that cannot be
@@ -88,7 +91,8 @@ func HasMeta(r *kgo.Record) bool {
 
 // Decode reads the floodgate headers of r. ok is false when r has none (a
 // first attempt). A header that is repeated, unknown under the floodgate-
-// prefix, or whose value does not parse yields an error wrapping
+// prefix, or whose value does not parse, or [HeaderTrimmed] without
+// [HeaderOriginalSize] or the other way round, yields an error wrapping
 // [ErrMalformed]; Decode never panics, whatever the input.
 func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 	seen := make(map[string]bool, 10)
@@ -139,12 +143,20 @@ func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 			var c int64
 			c, perr = parseInt(v, 0, 1<<31-1)
 			m.ReplayCount = int(c)
+		case HeaderTrimmed:
+			perr = checkTrimmed(v)
+			m.Trimmed = v
+		case HeaderOriginalSize:
+			m.OriginalSize, perr = parseInt(v, 0, 1<<63-1)
 		default:
 			perr = errors.New("unknown floodgate header")
 		}
 		if perr != nil {
 			return m, true, fmt.Errorf("%w: %s=%q: %v", ErrMalformed, h.Key, truncate(v, 64), perr)
 		}
+	}
+	if seen[HeaderTrimmed] != seen[HeaderOriginalSize] {
+		return m, true, fmt.Errorf("%w: %s and %s go together", ErrMalformed, HeaderTrimmed, HeaderOriginalSize)
 	}
 	if ok && !(len(seen) == 1 && seen[HeaderReplayCount]) {
 		// A replayed record carries only its replay count; anything else
@@ -156,6 +168,31 @@ func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 		}
 	}
 	return m, ok, nil
+}
+
+// The parts of a record a trimmed copy may drop, as [HeaderTrimmed] names
+// them.
+const (
+	trimmedValue   = "value"
+	trimmedKey     = "key"
+	trimmedHeaders = "headers"
+)
+
+// checkTrimmed accepts a non-empty comma-separated list of distinct parts.
+func checkTrimmed(v string) error {
+	parts := []string{trimmedValue, trimmedKey, trimmedHeaders}
+	var seen [3]bool
+	for part := range strings.SplitSeq(v, ",") {
+		i := slices.Index(parts, part)
+		if i < 0 {
+			return fmt.Errorf("names %q, not value, key or headers", truncate(part, 16))
+		}
+		if seen[i] {
+			return fmt.Errorf("names %s twice", part)
+		}
+		seen[i] = true
+	}
+	return nil
 }
 
 func parseInt(v string, lo, hi int64) (int64, error) {
@@ -180,7 +217,8 @@ func parseMillis(v string) (time.Time, error) {
 // Encode returns headers with every floodgate header replaced by m's: the
 // record's own headers are kept in order, floodgate headers never
 // accumulate across attempts. Zero times, an empty error or reason and a
-// zero replay count are left out.
+// zero replay count are left out; the original size is written with
+// Trimmed, and only then.
 func (m Meta) Encode(headers []kgo.RecordHeader) []kgo.RecordHeader {
 	out := make([]kgo.RecordHeader, 0, len(headers)+10)
 	for _, h := range headers {
@@ -210,6 +248,10 @@ func (m Meta) Encode(headers []kgo.RecordHeader) []kgo.RecordHeader {
 	}
 	if m.ReplayCount > 0 {
 		add(HeaderReplayCount, strconv.Itoa(m.ReplayCount))
+	}
+	if m.Trimmed != "" {
+		add(HeaderTrimmed, m.Trimmed)
+		add(HeaderOriginalSize, strconv.FormatInt(max(m.OriginalSize, 0), 10))
 	}
 	return out
 }
