@@ -34,6 +34,7 @@
 //     plus floodgate metadata: original topic, partition, offset and
 //     timestamp, attempts so far, first failure, the latest error (bounded),
 //     and the due time. Only the latest error is kept; headers do not grow.
+//     The attempt count saturates at [MaxAttempt].
 //   - After the last tier it is quarantined with reason handler-error (or
 //     attempts-exhausted when no tiers are configured).
 //   - When the retry budget is spent it is quarantined with reason
@@ -42,6 +43,32 @@
 // A record reaches its terminal state only once the broker acknowledged the
 // tier or quarantine produce; until then its offset is not committed past,
 // and a failed produce is retried (see consumer.Decision).
+//
+// # When a tier or the lane refuses a record
+//
+// Some produce errors no retry can fix: a record larger than the topic's
+// max.message.bytes, a record the broker rejects, a topic the client may
+// not write (consumer.IsUnretryableProduceError). The runtime then asks
+// [Policy.Undeliverable] what to produce instead:
+//
+//   - A tier move falls through to the quarantine lane, with the metadata
+//     it would have carried, reason handler-error, and an error text that
+//     names the tier and its refusal before the handler's error.
+//   - A quarantine move becomes a trimmed copy in the same lane: an empty
+//     value, the key only if at most [MaxTrimmedKeyLen] bytes, none of the
+//     record's own headers, and the floodgate metadata, whose original
+//     topic, partition and offset say where the whole record lives.
+//     [HeaderTrimmed] names what was dropped ("value", "value,headers",
+//     "value,key,headers"), [HeaderOriginalSize] the refused record's key,
+//     value and header bytes, and the error text names the lane and its
+//     refusal. A trimmed entry cannot be replayed as it was: its value is
+//     gone.
+//   - When even the trimmed copy is refused there is nothing left to try:
+//     the runtime pauses the partition (reason partition.DivertFailed),
+//     reports the failure and retries the trimmed copy until the cause is
+//     fixed.
+//
+// [Stats] counts each outcome (TierFallThroughs, Trimmed, Undeliverable).
 //
 // # Due times
 //

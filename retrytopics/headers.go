@@ -44,7 +44,7 @@ type Reason string
 
 // The quarantine reasons.
 const (
-	ReasonHandlerError      Reason = "handler-error"      // failed after the last tier
+	ReasonHandlerError      Reason = "handler-error"      // failed after the last tier, or a tier refused it
 	ReasonPermanent         Reason = "permanent"          // the handler marked the error permanent
 	ReasonAttemptsExhausted Reason = "attempts-exhausted" // in-place retries spent and no tiers configured
 	ReasonBudgetExhausted   Reason = "budget-exhausted"   // the retry budget was spent
