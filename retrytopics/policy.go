@@ -304,7 +304,7 @@ const MaxTrimmedKeyLen = 1024
 // maxRefusalLen bounds the produce error quoted in the error text of a
 // record moved elsewhere because its destination refused it, so that the
 // handler's error keeps most of MaxErrorLen.
-const maxRefusalLen = 160
+const maxRefusalLen = 256
 
 // Undeliverable implements consumer.Router. It is asked when a move the
 // policy made failed with an error no retry can fix (see
