@@ -42,7 +42,8 @@
 //
 // A record reaches its terminal state only once the broker acknowledged the
 // tier or quarantine produce; until then its offset is not committed past,
-// and a failed produce is retried (see consumer.Decision).
+// and a failed produce is retried (see consumer.Decision), unless no retry
+// can fix it (below).
 //
 // # When a tier or the lane refuses a record
 //
