@@ -3,6 +3,7 @@ package retrytopics
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,12 +34,17 @@ const (
 // MaxErrorLen bounds the error text kept in [HeaderError], in bytes.
 const MaxErrorLen = 1024
 
+// MaxAttempt is the largest attempt count [Decode] accepts in
+// [HeaderAttempt]; the counter saturates there instead of growing past
+// what its decoder reads.
+const MaxAttempt = 1<<31 - 1
+
 // Reason says why a record was quarantined.
 type Reason string
 
 // The quarantine reasons.
 const (
-	ReasonHandlerError      Reason = "handler-error"      // failed after the last tier
+	ReasonHandlerError      Reason = "handler-error"      // failed after the last tier, or a tier refused it
 	ReasonPermanent         Reason = "permanent"          // the handler marked the error permanent
 	ReasonAttemptsExhausted Reason = "attempts-exhausted" // in-place retries spent and no tiers configured
 	ReasonBudgetExhausted   Reason = "budget-exhausted"   // the retry budget was spent
@@ -59,12 +65,14 @@ type Meta struct {
 	OriginalPartition int32
 	OriginalOffset    int64
 	OriginalTimestamp time.Time
-	Attempt           int       // failed attempts so far
+	Attempt           int       // failed attempts so far, at most MaxAttempt
 	FirstFailure      time.Time // when the first attempt failed
 	Error             string    // the latest error, at most MaxErrorLen bytes
 	Due               time.Time // zero unless on a retry tier
 	Reason            Reason    // empty unless quarantined
 	ReplayCount       int       // times replayed from quarantine
+	Trimmed           string    // on a trimmed quarantine record: what was dropped, "value[,key][,headers]"
+	OriginalSize      int64     // with Trimmed: key+value+headers bytes of the record before trimming
 }
 
 // ErrMalformed is wrapped by [Decode] for floodgate headers that cannot be
@@ -83,7 +91,8 @@ func HasMeta(r *kgo.Record) bool {
 
 // Decode reads the floodgate headers of r. ok is false when r has none (a
 // first attempt). A header that is repeated, unknown under the floodgate-
-// prefix, or whose value does not parse yields an error wrapping
+// prefix, or whose value does not parse, or [HeaderTrimmed] without
+// [HeaderOriginalSize] or the other way round, yields an error wrapping
 // [ErrMalformed]; Decode never panics, whatever the input.
 func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 	seen := make(map[string]bool, 10)
@@ -117,7 +126,7 @@ func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 			m.OriginalTimestamp, perr = parseMillis(v)
 		case HeaderAttempt:
 			var a int64
-			a, perr = parseInt(v, 1, 1<<31-1)
+			a, perr = parseInt(v, 1, MaxAttempt)
 			m.Attempt = int(a)
 		case HeaderFirstFailure:
 			m.FirstFailure, perr = parseMillis(v)
@@ -134,12 +143,20 @@ func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 			var c int64
 			c, perr = parseInt(v, 0, 1<<31-1)
 			m.ReplayCount = int(c)
+		case HeaderTrimmed:
+			perr = checkTrimmed(v)
+			m.Trimmed = v
+		case HeaderOriginalSize:
+			m.OriginalSize, perr = parseInt(v, 0, 1<<63-1)
 		default:
 			perr = errors.New("unknown floodgate header")
 		}
 		if perr != nil {
 			return m, true, fmt.Errorf("%w: %s=%q: %v", ErrMalformed, h.Key, truncate(v, 64), perr)
 		}
+	}
+	if seen[HeaderTrimmed] != seen[HeaderOriginalSize] {
+		return m, true, fmt.Errorf("%w: %s and %s go together", ErrMalformed, HeaderTrimmed, HeaderOriginalSize)
 	}
 	if ok && !(len(seen) == 1 && seen[HeaderReplayCount]) {
 		// A replayed record carries only its replay count; anything else
@@ -151,6 +168,31 @@ func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 		}
 	}
 	return m, ok, nil
+}
+
+// The parts of a record a trimmed copy may drop, as [HeaderTrimmed] names
+// them.
+const (
+	trimmedValue   = "value"
+	trimmedKey     = "key"
+	trimmedHeaders = "headers"
+)
+
+// checkTrimmed accepts a non-empty comma-separated list of distinct parts.
+func checkTrimmed(v string) error {
+	parts := []string{trimmedValue, trimmedKey, trimmedHeaders}
+	var seen [3]bool
+	for part := range strings.SplitSeq(v, ",") {
+		i := slices.Index(parts, part)
+		if i < 0 {
+			return fmt.Errorf("names %q, not value, key or headers", truncate(part, 16))
+		}
+		if seen[i] {
+			return fmt.Errorf("names %s twice", part)
+		}
+		seen[i] = true
+	}
+	return nil
 }
 
 func parseInt(v string, lo, hi int64) (int64, error) {
@@ -175,7 +217,8 @@ func parseMillis(v string) (time.Time, error) {
 // Encode returns headers with every floodgate header replaced by m's: the
 // record's own headers are kept in order, floodgate headers never
 // accumulate across attempts. Zero times, an empty error or reason and a
-// zero replay count are left out.
+// zero replay count are left out; the original size is written with
+// Trimmed, and only then.
 func (m Meta) Encode(headers []kgo.RecordHeader) []kgo.RecordHeader {
 	out := make([]kgo.RecordHeader, 0, len(headers)+10)
 	for _, h := range headers {
@@ -190,7 +233,7 @@ func (m Meta) Encode(headers []kgo.RecordHeader) []kgo.RecordHeader {
 	if !m.OriginalTimestamp.IsZero() {
 		add(HeaderOriginalTimestamp, strconv.FormatInt(m.OriginalTimestamp.UnixMilli(), 10))
 	}
-	add(HeaderAttempt, strconv.Itoa(max(m.Attempt, 1)))
+	add(HeaderAttempt, strconv.Itoa(min(max(m.Attempt, 1), MaxAttempt)))
 	if !m.FirstFailure.IsZero() {
 		add(HeaderFirstFailure, strconv.FormatInt(m.FirstFailure.UnixMilli(), 10))
 	}
@@ -205,6 +248,10 @@ func (m Meta) Encode(headers []kgo.RecordHeader) []kgo.RecordHeader {
 	}
 	if m.ReplayCount > 0 {
 		add(HeaderReplayCount, strconv.Itoa(m.ReplayCount))
+	}
+	if m.Trimmed != "" {
+		add(HeaderTrimmed, m.Trimmed)
+		add(HeaderOriginalSize, strconv.FormatInt(max(m.OriginalSize, 0), 10))
 	}
 	return out
 }

@@ -37,6 +37,31 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 }
 
+// TestTrimmedRoundTrip: the metadata of a trimmed quarantine record (what
+// was dropped, the size before) survives Encode and Decode, and is written
+// only on a trimmed record.
+func TestTrimmedRoundTrip(t *testing.T) {
+	m := Meta{
+		OriginalTopic: "orders", OriginalPartition: 3, OriginalOffset: 42, Attempt: 2,
+		Error: "boom", Reason: ReasonHandlerError, Trimmed: "value,key,headers", OriginalSize: 5 << 20,
+	}
+	got, ok, err := Decode(&kgo.Record{Headers: m.Encode(nil)})
+	if err != nil || !ok || got != m {
+		t.Fatalf("round trip: ok=%v err=%v\n got %+v\nwant %+v", ok, err, got, m)
+	}
+	// An empty record trimmed still says how big it was: zero.
+	m.Trimmed, m.OriginalSize = "value", 0
+	got, _, err = Decode(&kgo.Record{Headers: m.Encode(nil)})
+	if err != nil || got != m {
+		t.Fatalf("zero original size: err=%v\n got %+v\nwant %+v", err, got, m)
+	}
+	for _, h := range (Meta{OriginalTopic: "orders", Attempt: 1, OriginalSize: 9}).Encode(nil) {
+		if h.Key == HeaderOriginalSize || h.Key == HeaderTrimmed {
+			t.Fatalf("untrimmed record carries %s", h.Key)
+		}
+	}
+}
+
 func TestEncodeBoundsError(t *testing.T) {
 	long := strings.Repeat("é", MaxErrorLen) // 2 bytes a rune
 	h := Meta{OriginalTopic: "t", Attempt: 1, Error: long}.Encode(nil)
@@ -49,15 +74,31 @@ func TestEncodeBoundsError(t *testing.T) {
 
 func TestDecodeRejectsMalformed(t *testing.T) {
 	valid := Meta{OriginalTopic: "t", OriginalPartition: 1, OriginalOffset: 2, Attempt: 1}.Encode(nil)
+	if _, _, err := Decode(&kgo.Record{Headers: valid}); err != nil {
+		t.Fatalf("the base case does not decode: %v", err)
+	}
+	// Each case gets its own copy: appending to valid itself would make
+	// every case share (and overwrite) one backing array.
+	with := func(hs ...kgo.RecordHeader) []kgo.RecordHeader {
+		return append(valid[:len(valid):len(valid)], hs...)
+	}
 	cases := map[string][]kgo.RecordHeader{
 		"not a number":  append(valid[:3:3], kgo.RecordHeader{Key: HeaderAttempt, Value: []byte("abc")}),
-		"negative":      append(valid, kgo.RecordHeader{Key: HeaderDue, Value: []byte("-5")}),
-		"repeated":      append(valid, kgo.RecordHeader{Key: HeaderOriginalTopic, Value: []byte("x")}),
-		"unknown":       append(valid, kgo.RecordHeader{Key: "floodgate-evil", Value: []byte("1")}),
-		"bad utf-8":     append(valid, kgo.RecordHeader{Key: HeaderError, Value: []byte{0xff, 0xfe}}),
-		"bad reason":    append(valid, kgo.RecordHeader{Key: HeaderReason, Value: []byte("because")}),
+		"negative":      with(kgo.RecordHeader{Key: HeaderDue, Value: []byte("-5")}),
+		"repeated":      with(kgo.RecordHeader{Key: HeaderOriginalTopic, Value: []byte("x")}),
+		"unknown":       with(kgo.RecordHeader{Key: "floodgate-evil", Value: []byte("1")}),
+		"bad utf-8":     with(kgo.RecordHeader{Key: HeaderError, Value: []byte{0xff, 0xfe}}),
+		"bad reason":    with(kgo.RecordHeader{Key: HeaderReason, Value: []byte("because")}),
 		"missing topic": valid[1:],
-		"huge":          append(valid, kgo.RecordHeader{Key: HeaderDue, Value: []byte("99999999999999999999999")}),
+		"huge":          with(kgo.RecordHeader{Key: HeaderDue, Value: []byte("99999999999999999999999")}),
+		"trimmed what":  with(trimmed("value,body", "10")...),
+		"trimmed twice": with(trimmed("value,value", "10")...),
+		"trimmed empty": with(trimmed("", "10")...),
+		"trimmed comma": with(trimmed("value,", "10")...),
+		"size negative": with(trimmed("value", "-1")...),
+		"size no digit": with(trimmed("value", "big")...),
+		"trimmed alone": with(trimmed("value", "10")[0]),
+		"size alone":    with(trimmed("value", "10")[1]),
 	}
 	for name, h := range cases {
 		_, ok, err := Decode(&kgo.Record{Headers: h})
@@ -72,10 +113,15 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 	}
 }
 
+func trimmed(what, size string) []kgo.RecordHeader {
+	return []kgo.RecordHeader{{Key: HeaderTrimmed, Value: []byte(what)}, {Key: HeaderOriginalSize, Value: []byte(size)}}
+}
+
 func FuzzDecode(f *testing.F) {
 	f.Add(HeaderAttempt, "3", HeaderOriginalTopic, "t")
 	f.Add(HeaderDue, "-1", "floodgate-x", "\xff")
 	f.Add(HeaderReplayCount, "1", "other", "v")
+	f.Add(HeaderTrimmed, "value,key", HeaderOriginalSize, "123")
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		r := &kgo.Record{Headers: []kgo.RecordHeader{
 			{Key: k1, Value: []byte(v1)}, {Key: k2, Value: []byte(v2)},

@@ -46,6 +46,12 @@ type Config struct {
 	BudgetFloor float64
 	// BudgetWindow is the sliding window of the budget. Default 10s.
 	BudgetWindow time.Duration
+	// ClockSkew is how far the clocks of the processes that write and read
+	// a tier may disagree. A tier record's due time is trusted up to its
+	// timestamp plus its tier's delay plus ClockSkew, and a record stamped
+	// more than ClockSkew in the future is due at once (see
+	// [Policy.Due]). Default 30s.
+	ClockSkew time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -63,9 +69,12 @@ type Policy struct {
 	tiers   map[string]tierOf // tier topic -> source and index
 	sources map[string]bool
 
-	inPlace     atomic.Uint64
-	tiered      atomic.Uint64
-	quarantined [5]atomic.Uint64 // by reasonIndex
+	inPlace       atomic.Uint64
+	tiered        atomic.Uint64
+	quarantined   [5]atomic.Uint64 // by reasonIndex
+	fellThrough   atomic.Uint64    // refused tier moves quarantined instead
+	trimmed       atomic.Uint64    // refused quarantine moves trimmed
+	undeliverable atomic.Uint64    // refused moves left with nothing to try
 }
 
 type tierOf struct {
@@ -93,6 +102,8 @@ func New(cfg Config) (*Policy, error) {
 		return nil, bad("BudgetFloor", "must be >= 0, got %v", cfg.BudgetFloor)
 	case cfg.BudgetWindow < 0:
 		return nil, bad("BudgetWindow", "must be >= 0, got %v", cfg.BudgetWindow)
+	case cfg.ClockSkew < 0:
+		return nil, bad("ClockSkew", "must be >= 0, got %v", cfg.ClockSkew)
 	}
 	for i, d := range cfg.Tiers {
 		if d <= 0 {
@@ -115,6 +126,9 @@ func New(cfg Config) (*Policy, error) {
 	}
 	if cfg.BudgetWindow == 0 {
 		cfg.BudgetWindow = 10 * time.Second
+	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = 30 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -189,19 +203,34 @@ func (p *Policy) Handler(h consumer.Handler) consumer.Handler {
 }
 
 // Due implements consumer.Router: a tier record is due at its
-// floodgate-due time. A first delivery of a source record counts as a first
-// attempt for the retry budget. Records whose headers do not decode are due
-// at once (and quarantined by the handler wrapper).
+// floodgate-due time, but no later than its timestamp plus its tier's delay
+// plus [Config.ClockSkew]: a due time far ahead (written by a hostile or
+// broken producer, or under a tier delay since shortened) cannot hold the
+// tier partition, and every retry behind it, for longer than that. A
+// record stamped more than ClockSkew in the future, which would defeat the
+// bound, is due at once. Otherwise the answer depends on the record alone,
+// so it does not move when the record is asked about again.
+//
+// A first delivery of a source record counts as a first attempt for the
+// retry budget. Records whose headers do not decode are due at once (and
+// quarantined by the handler wrapper).
 func (p *Policy) Due(r *kgo.Record) time.Time {
-	if _, ok := p.tiers[r.Topic]; !ok {
+	t, ok := p.tiers[r.Topic]
+	if !ok {
 		if p.sources[r.Topic] {
 			p.budget.deposit(p.cfg.Now())
 		}
 		return time.Time{}
 	}
 	m, _, err := Decode(r)
-	if err != nil {
+	if err != nil || m.Due.IsZero() {
 		return time.Time{}
+	}
+	if r.Timestamp.After(p.cfg.Now().Add(p.cfg.ClockSkew)) {
+		return time.Time{}
+	}
+	if limit := r.Timestamp.Add(p.cfg.Tiers[t.index] + p.cfg.ClockSkew); m.Due.After(limit) {
+		return limit
 	}
 	return m.Due
 }
@@ -218,9 +247,16 @@ func (p *Policy) Failed(r *kgo.Record, attempt int, err error) consumer.Decision
 		if derr == nil {
 			derr = err
 		}
+		msg := derr.Error()
+		if tier >= 0 {
+			// The origin the headers claim cannot be trusted, but the tier
+			// says which source the record came from: replay sends it
+			// there. The error text keeps the tier record's location.
+			msg = fmt.Sprintf("undecodable on retry tier %s[%d]@%d: %s", r.Topic, r.Partition, r.Offset, msg)
+		}
 		return p.quarantine(r, source, Meta{
-			OriginalTopic: r.Topic, OriginalPartition: r.Partition, OriginalOffset: r.Offset,
-			OriginalTimestamp: r.Timestamp, Attempt: attempt, FirstFailure: now, Error: derr.Error(),
+			OriginalTopic: source, OriginalPartition: r.Partition, OriginalOffset: r.Offset,
+			OriginalTimestamp: r.Timestamp, Attempt: attempt, FirstFailure: now, Error: msg,
 		}, ReasonUndecodable)
 	}
 	prior := m.Attempt
@@ -229,7 +265,7 @@ func (p *Policy) Failed(r *kgo.Record, attempt int, err error) consumer.Decision
 			OriginalTimestamp: r.Timestamp, FirstFailure: now, ReplayCount: m.ReplayCount}
 		prior = 0
 	}
-	m.Attempt = prior + attempt
+	m.Attempt = addAttempts(prior, attempt)
 	m.Error = err.Error()
 	m.Due = time.Time{}
 	switch {
@@ -260,9 +296,94 @@ func (p *Policy) Failed(r *kgo.Record, attempt int, err error) consumer.Decision
 	}
 }
 
-// Undeliverable implements consumer.Router. For now it has nothing else to
-// try.
-func (p *Policy) Undeliverable(r, failed *kgo.Record, err error) *kgo.Record { return nil }
+// MaxTrimmedKeyLen is the largest key a trimmed quarantine record keeps,
+// in bytes; a larger key is dropped with the value (see
+// [Policy.Undeliverable]).
+const MaxTrimmedKeyLen = 1024
+
+// maxRefusalLen bounds the produce error quoted in the error text of a
+// record moved elsewhere because its destination refused it, so that the
+// handler's error keeps most of MaxErrorLen.
+const maxRefusalLen = 256
+
+// Undeliverable implements consumer.Router. It is asked when a move the
+// policy made failed with an error no retry can fix (see
+// consumer.IsUnretryableProduceError), and answers:
+//
+//   - for a refused tier move, the quarantine move the record would have
+//     made after its last tier: the same metadata, reason handler-error,
+//     and an error text naming the tier and its refusal before the
+//     handler's error;
+//   - for a refused quarantine move, a trimmed copy for the same lane: an
+//     empty (not null) value, the key if at most [MaxTrimmedKeyLen] bytes,
+//     none of the record's own headers, the floodgate metadata (whose
+//     original topic, partition and offset say where the whole record
+//     lives) with [Meta.Trimmed] naming what was dropped and
+//     [Meta.OriginalSize] the refused record's size as consumer.RecordSize
+//     counts it, and the lane and its refusal prepended to the error;
+//   - nil for a refused trimmed copy, or a record it did not make: the
+//     runtime pauses the partition and reports the failure.
+//
+// [Stats] counts each answer.
+func (p *Policy) Undeliverable(r, failed *kgo.Record, err error) *kgo.Record {
+	m, _, derr := Decode(failed)
+	switch {
+	case derr != nil || m.OriginalTopic == "":
+		// Not a move this policy made.
+	case m.Reason == "":
+		t, ok := p.tiers[failed.Topic]
+		if !ok {
+			break
+		}
+		p.fellThrough.Add(1)
+		m.Due = time.Time{}
+		m.Error = refused("retry tier "+failed.Topic, err, "handler error: "+m.Error)
+		return p.quarantine(failed, t.source, m, ReasonHandlerError).Divert
+	case m.Trimmed == "":
+		p.trimmed.Add(1)
+		return trim(failed, m, err)
+	}
+	p.undeliverable.Add(1)
+	return nil
+}
+
+// refused returns the error text of a record its destination refused:
+// who refused it and why (cut to maxRefusalLen), then the error before.
+func refused(by string, err error, before string) string {
+	why := truncate(fmt.Sprintf("%s refused the record (%v)", by, err), maxRefusalLen)
+	return truncate(why+"; "+before, MaxErrorLen)
+}
+
+// trim returns the trimmed copy of the quarantine record q whose metadata
+// is m.
+func trim(q *kgo.Record, m Meta, err error) *kgo.Record {
+	dropped := []string{trimmedValue}
+	key := q.Key
+	if len(key) > MaxTrimmedKeyLen {
+		key = nil
+		dropped = append(dropped, trimmedKey)
+	}
+	for _, h := range q.Headers {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			dropped = append(dropped, trimmedHeaders)
+			break
+		}
+	}
+	m.Trimmed = strings.Join(dropped, ",")
+	m.OriginalSize = consumer.RecordSize(q)
+	m.Error = refused("quarantine lane "+q.Topic, err, m.Error)
+	// An empty value, not a null one: on a compacted lane a null value
+	// would be a tombstone for the key.
+	return &kgo.Record{Topic: q.Topic, Key: key, Value: []byte{}, Headers: m.Encode(nil)}
+}
+
+// addAttempts returns prior+attempt, saturated at MaxAttempt.
+func addAttempts(prior, attempt int) int {
+	if attempt >= MaxAttempt-prior {
+		return MaxAttempt
+	}
+	return prior + attempt
+}
 
 func (p *Policy) inPlaceWait(attempt int) time.Duration {
 	d := p.cfg.InPlaceBackoff
@@ -314,8 +435,14 @@ func reasonIndex(r Reason) int {
 // Stats counts what the policy decided.
 type Stats struct {
 	FirstAttempts, Retries, BudgetRefusals uint64 // as the budget saw them
-	InPlace, Tiered                        uint64
+	InPlace, Tiered                        uint64 // Tiered counts tier moves made, refused ones too
 	Quarantined                            map[Reason]uint64
+
+	// What [Policy.Undeliverable] answered for moves their destination
+	// refused: tier moves quarantined instead (also counted in
+	// Quarantined), quarantine moves trimmed (not counted again), and
+	// moves left with nothing to try, whose partition then pauses.
+	TierFallThroughs, Trimmed, Undeliverable uint64
 }
 
 // Stats returns the policy's counters.
@@ -324,6 +451,7 @@ func (p *Policy) Stats() Stats {
 	s := Stats{FirstAttempts: p.budget.attempts, Retries: p.budget.retries, BudgetRefusals: p.budget.spent}
 	p.budget.mu.Unlock()
 	s.InPlace, s.Tiered = p.inPlace.Load(), p.tiered.Load()
+	s.TierFallThroughs, s.Trimmed, s.Undeliverable = p.fellThrough.Load(), p.trimmed.Load(), p.undeliverable.Load()
 	s.Quarantined = make(map[Reason]uint64)
 	for _, r := range []Reason{ReasonHandlerError, ReasonPermanent, ReasonAttemptsExhausted, ReasonBudgetExhausted, ReasonUndecodable} {
 		if n := p.quarantined[reasonIndex(r)].Load(); n > 0 {

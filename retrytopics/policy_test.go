@@ -164,7 +164,9 @@ func TestFailureStormStaysWithinBudget(t *testing.T) {
 
 // TestMalformedHeadersQuarantined: records a hostile producer wrote with
 // floodgate headers that do not decode are quarantined as undecodable,
-// never handled, and keep their headers under a renamed key.
+// never handled, and keep their headers under a renamed key; the one
+// written to a tier names the source as its original topic and the tier in
+// its error.
 func TestMalformedHeadersQuarantined(t *testing.T) {
 	brokers, p := setup(t, 1, retrytopics.Config{Group: "g", Topics: []string{"orders"}, Tiers: []time.Duration{time.Second}})
 	hostile := [][]kgo.RecordHeader{
@@ -195,6 +197,12 @@ func TestMalformedHeadersQuarantined(t *testing.T) {
 		m, _, err := retrytopics.Decode(r)
 		if err != nil || m.Reason != retrytopics.ReasonUndecodable || m.Error == "" {
 			t.Fatalf("quarantined %s: meta %+v err %v", r.Key, m, err)
+		}
+		if m.OriginalTopic != "orders" {
+			t.Fatalf("quarantined %s with original topic %q: replay would not send it to orders", r.Key, m.OriginalTopic)
+		}
+		if string(r.Key) == "bad-tier" && !strings.Contains(m.Error, p.TierTopics("orders")[0]) {
+			t.Fatalf("quarantined %s: error %q does not name its tier", r.Key, m.Error)
 		}
 		kept := false
 		for _, h := range r.Headers {
