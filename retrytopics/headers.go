@@ -206,8 +206,12 @@ func parseInt(v string, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
+// maxMillis is the largest Unix-millisecond time the headers carry: far
+// beyond any real date, and exact in float64.
+const maxMillis = 1 << 53
+
 func parseMillis(v string) (time.Time, error) {
-	n, err := parseInt(v, 0, 1<<53) // far beyond any real date, and exact in float64
+	n, err := parseInt(v, 0, maxMillis)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -230,8 +234,10 @@ func (m Meta) Encode(headers []kgo.RecordHeader) []kgo.RecordHeader {
 	add(HeaderOriginalTopic, m.OriginalTopic)
 	add(HeaderOriginalPartition, strconv.FormatInt(int64(m.OriginalPartition), 10))
 	add(HeaderOriginalOffset, strconv.FormatInt(m.OriginalOffset, 10))
-	if !m.OriginalTimestamp.IsZero() {
-		add(HeaderOriginalTimestamp, strconv.FormatInt(m.OriginalTimestamp.UnixMilli(), 10))
+	if ms := m.OriginalTimestamp.UnixMilli(); !m.OriginalTimestamp.IsZero() && ms >= 0 && ms <= maxMillis {
+		// A timestamp Decode would reject (before 1970, or absurdly far
+		// ahead) is left out rather than written undecodable.
+		add(HeaderOriginalTimestamp, strconv.FormatInt(ms, 10))
 	}
 	add(HeaderAttempt, strconv.Itoa(min(max(m.Attempt, 1), MaxAttempt)))
 	if !m.FirstFailure.IsZero() {

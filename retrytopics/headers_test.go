@@ -141,3 +141,19 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestEncodeOmitsUndecodableTimestamp: a source record stamped before 1970
+// (or absurdly far ahead) must not get an original timestamp its own
+// decoder rejects, which would quarantine it as undecodable on its tier.
+func TestEncodeOmitsUndecodableTimestamp(t *testing.T) {
+	for _, ts := range []time.Time{time.UnixMilli(-1), time.UnixMilli(1<<53 + 1)} {
+		m := Meta{OriginalTopic: "t", OriginalPartition: 1, OriginalOffset: 2, OriginalTimestamp: ts, Attempt: 1}
+		got, ok, err := Decode(&kgo.Record{Headers: m.Encode(nil)})
+		if err != nil || !ok {
+			t.Fatalf("timestamp %d ms: Decode(Encode) = %v, %v", ts.UnixMilli(), ok, err)
+		}
+		if !got.OriginalTimestamp.IsZero() {
+			t.Fatalf("timestamp %d ms encoded as %v", ts.UnixMilli(), got.OriginalTimestamp)
+		}
+	}
+}
