@@ -39,8 +39,8 @@ func (ps *pstate) addUncommitted(offsets map[string]map[int32]kgo.EpochOffset, s
 }
 
 // commitOwned commits the watermark of every owned partition that moved
-// since its last commit. It is called by the controller every
-// CommitInterval, with a context that shutdown cancels.
+// since its last commit. The controller runs it every CommitInterval, with
+// a context that shutdown cancels.
 func (rt *Runtime) commitOwned(ctx context.Context) {
 	rt.commitMu.Lock()
 	defer rt.commitMu.Unlock()
@@ -53,12 +53,6 @@ func (rt *Runtime) commitOwned(ctx context.Context) {
 	for _, ps := range rt.parts {
 		if !ps.revoking {
 			offsets, snaps = ps.addUncommitted(offsets, snaps, now)
-		}
-	}
-	if offsets == nil {
-		// Nothing to commit; uncommitted work may still have aged.
-		for _, ps := range rt.parts {
-			rt.checkUncommitted(ps, now)
 		}
 	}
 	rt.mu.Unlock()

@@ -613,7 +613,20 @@ func (rt *Runtime) initFetchSizing() {
 		rt.fetchPartMax = 1 << 20
 	}
 	rt.curFetchMax, rt.curFetchPart = rt.fetchMax, rt.fetchPartMax
+	// Until the first records tell the average size, assume small ones
+	// (64 bytes), so that the first fetch of a partition fits the room of
+	// a resumed window rather than overflowing it: a refusal rewinds the
+	// client, and every partition's buffered fetch is dropped with it.
+	first := int64(rt.limits.MaxRecords-rt.limits.ResumeRecords) * firstRecordSize
+	first = max(min(first, rt.limits.MaxBytes-rt.limits.ResumeBytes, int64(rt.fetchPartMax)), min(16<<10, int64(rt.fetchPartMax)))
+	if int32(first) < rt.curFetchPart {
+		rt.curFetchPart = int32(first)
+		rt.cl.UpdateFetchMaxBytes(rt.curFetchMax, rt.curFetchPart)
+	}
 }
+
+// firstRecordSize is the record size assumed before any was seen.
+const firstRecordSize = 64
 
 // tuneFetch sizes fetches to the room a window has after it resumes, so
 // that a resumed partition's next fetch fits its window instead of being
@@ -717,13 +730,22 @@ func (rt *Runtime) wake() {
 	}
 }
 
-// controller applies pause changes made off the poll loop (resumes, mostly)
-// and commits periodically (pausing partitions whose uncommitted work
-// passed its bound while commits fail). It is owned by Run.
+// controller applies pause changes made off the poll loop (resumes, mostly),
+// commits every CommitInterval, and at the same pace pauses partitions
+// whose uncommitted work passed its bound. A commit runs in a goroutine of
+// its own (one at a time), so that a commit held up for long, by a group
+// join say, delays neither resumes nor the stall checks. It is owned by
+// Run, and waits for its commit goroutine before it returns.
 func (rt *Runtime) controller(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	tick := time.NewTicker(rt.cfg.commitInterval)
 	defer tick.Stop()
+	var committing chan struct{} // closed when the commit in flight returns
+	defer func() {
+		if committing != nil {
+			<-committing
+		}
+	}()
 	for {
 		select {
 		case <-stop:
@@ -731,7 +753,27 @@ func (rt *Runtime) controller(stop <-chan struct{}, done chan<- struct{}) {
 		case <-rt.notify:
 			rt.flushPauses()
 		case <-tick.C:
-			rt.commitOwned(rt.commitCtx)
+			if committing != nil {
+				select {
+				case <-committing:
+					committing = nil
+				default:
+				}
+			}
+			if committing == nil {
+				committing = make(chan struct{})
+				go func(done chan struct{}) {
+					defer close(done)
+					rt.commitOwned(rt.commitCtx)
+					rt.wake()
+				}(committing)
+			}
+			now := time.Now()
+			rt.mu.Lock()
+			for _, ps := range rt.parts {
+				rt.checkUncommitted(ps, now)
+			}
+			rt.mu.Unlock()
 			rt.flushPauses()
 		}
 	}
