@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,5 +179,48 @@ func TestDivertLargeRecordFitsTopic(t *testing.T) {
 	stop()
 	if errs := router.errs(); len(errs) != 0 {
 		t.Fatalf("the divert was refused: %v", errs)
+	}
+}
+
+// TestDivertBatchTooLargeRetried: the broker refuses a whole batch with
+// MESSAGE_TOO_LARGE when small records batched together pass the topic's
+// limit (a wrapped client keeps kgo's default batch cap, above this
+// topic's); each record alone fits, so it is retried, not given up.
+func TestDivertBatchTooLargeRetried(t *testing.T) {
+	const n = 60
+	_, brokers := newCluster(t, map[string]map[string]string{"src": nil, "small": {"max.message.bytes": "1200"}})
+	testkit.Produce(t, brokers, "src", n, n, 200)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("src"),
+		kgo.ProducerLinger(20 * time.Millisecond), kgo.ProducerBatchCompression(kgo.NoCompression())}, consumer.GroupOpts()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	router := &fallbackRouter{first: "small"}
+	commits := &commitLog{}
+	// Every handler fails at the same moment, so that the diverts are
+	// batched together.
+	var arrived atomic.Int64
+	all := make(chan struct{})
+	rt, err := consumer.Wrap(cl, func(context.Context, *kgo.Record) error {
+		if arrived.Add(1) == n {
+			close(all)
+		}
+		<-all
+		return errors.New("fails")
+	},
+		consumer.WithRouter(router), consumer.WithHooks(commits), consumer.WithOrdering(consumer.OrderNone),
+		consumer.MaxConcurrency(n), consumer.CommitInterval(20*time.Millisecond), consumer.RetryBackoff(time.Millisecond, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, rt)
+	testkit.Eventually(t, time.Minute, "every record diverted and committed", func() bool { return commits.get(0) == n })
+	stop()
+	if errs := router.errs(); len(errs) != 0 {
+		t.Fatalf("Undeliverable asked %d times (%v) about records that each fit the topic", len(errs), errs[0])
+	}
+	if got := testkit.ReadTopic(t, brokers, "small", n, 30*time.Second); len(got) != n {
+		t.Fatalf("small holds %d records, want %d", len(got), n)
 	}
 }

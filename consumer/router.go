@@ -1,8 +1,11 @@
 package consumer
 
 import (
+	"errors"
+	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/partition"
@@ -92,9 +95,55 @@ func (rt *Runtime) divert(ps *pstate, it item, to *kgo.Record, try int, stuck bo
 		rt.noteFailure(ps, it, 0, nil, to.Topic)
 	}
 	rt.topicMax.ensure(to.Topic)
+	if sem := rt.serial.of(to.Topic); sem != nil {
+		// The topic refused a batch of records that each fit it: produce
+		// to it one record at a time, so that kgo never batches them.
+		go func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ps.quit:
+				rt.abortDivert(ps, it, stuck)
+				return
+			}
+			rt.cl.Produce(rt.baseCtx, to, func(_ *kgo.Record, err error) {
+				<-sem
+				rt.divertDone(ps, it, to, try, stuck, err)
+			})
+		}()
+		return
+	}
 	rt.cl.Produce(rt.baseCtx, to, func(_ *kgo.Record, err error) {
 		rt.divertDone(ps, it, to, try, stuck, err)
 	})
+}
+
+// serialTopics holds, for topics that refused a batch as too large although
+// each of its records fit, a one-slot semaphore through which diverts to
+// the topic are produced one at a time.
+type serialTopics struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+func (s *serialTopics) of(topic string) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[topic]
+}
+
+// add makes diverts to topic go one at a time; it reports whether that is
+// new.
+func (s *serialTopics) add(topic string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[topic] != nil {
+		return false
+	}
+	if s.m == nil {
+		s.m = make(map[string]chan struct{})
+	}
+	s.m[topic] = make(chan struct{}, 1)
+	return true
 }
 
 // divertDone handles the outcome of a divert's produce.
@@ -128,9 +177,14 @@ func (rt *Runtime) divertDone(ps *pstate, it item, to *kgo.Record, try int, stuc
 	rt.noteFailure(ps, it, 0, err, to.Topic)
 	wait := backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, try)
 	switch {
+	case errors.Is(err, kerr.MessageTooLarge) && !rt.unretryableDivert(to, err):
+		if rt.serial.add(to.Topic) {
+			rt.logf(kgo.LogLevelWarn, "floodgate: a topic refused a batch of diverted records as too large although each fits the client's batch cap: its max.message.bytes is below the cap; producing to it one record at a time from now on (set kgo.ProducerBatchMaxBytes(Fn) at or below the topic's max.message.bytes)",
+				"divert_topic", to.Topic, "batch_cap", rt.batchLimit(to.Topic), "err", err)
+		}
 	case stuck:
 		wait = rt.cfg.backoffMax
-	case IsUnretryableProduceError(err):
+	case rt.unretryableDivert(to, err):
 		if next := rt.cfg.router.Undeliverable(it.rec, to, err); next != nil {
 			rt.logf(kgo.LogLevelWarn, "floodgate: a divert cannot be produced; producing the router's replacement instead",
 				"topic", ps.topic, "partition", ps.partition, "offset", it.rec.Offset, "divert_topic", to.Topic, "err", err, "instead_topic", next.Topic)
@@ -183,4 +237,32 @@ func (rt *Runtime) abortDivert(ps *pstate, it item, stuck bool) {
 	}
 	rt.finish(ps, it, false)
 	rt.mu.Unlock()
+}
+
+// unretryableDivert reports whether producing to again cannot succeed. The
+// broker refuses a whole batch with MESSAGE_TOO_LARGE, so small records
+// batched together past a topic's limit (one below the client's batch cap:
+// a wrapped client's, or a topic whose max.message.bytes could not be
+// read) fail with it too, and succeed when retried in smaller batches: the
+// error is final only for a record that alone comes near the cap.
+func (rt *Runtime) unretryableDivert(to *kgo.Record, err error) bool {
+	if !IsUnretryableProduceError(err) {
+		return false
+	}
+	if !errors.Is(err, kerr.MessageTooLarge) {
+		return true
+	}
+	overhead := int64(128 + 16*len(to.Headers)) // batch and record framing
+	return RecordSize(to)+overhead >= int64(rt.batchLimit(to.Topic))
+}
+
+// batchLimit returns the record batch cap the client applies to topic.
+func (rt *Runtime) batchLimit(topic string) int32 {
+	if rt.own {
+		return rt.topicMax.get(topic)
+	}
+	if fn, ok := rt.cl.OptValue(kgo.ProducerBatchMaxBytesFn).(func(string) int32); ok && fn != nil {
+		return fn(topic)
+	}
+	return defaultBatchMax
 }

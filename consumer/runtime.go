@@ -73,6 +73,7 @@ type Runtime struct {
 	commitCancel context.CancelFunc
 
 	topicMax  topicLimits     // produce limits per topic, for clients built by New
+	serial    serialTopics    // topics diverts are produced to one at a time
 	closeCtx  context.Context // cancelled by Close
 	closeStop context.CancelFunc
 	started   atomic.Bool
