@@ -66,14 +66,14 @@ func (c ReplayConfig) validate() error {
 }
 
 // ReplayStats counts what a [Replay] run did with the entries it read.
-// Scanned = Skipped + Matched, and Matched = Replayed + LoopGuarded +
+// Scanned = NotSelected + Matched, and Matched = Replayed + LoopGuarded +
 // Undecodable + NoTarget, except for a run that stopped on an error, whose
 // last records may be counted as matched and not yet replayed.
 type ReplayStats struct {
 	Scanned     int // entries read (control records of transactions are not entries)
 	Matched     int // entries the Filter selected
 	Replayed    int // entries replayed and acknowledged (DryRun: that would be replayed)
-	Skipped     int // entries the Filter passed over
+	NotSelected int // entries the Filter passed over
 	LoopGuarded int // matched entries not replayed: replay count >= MaxReplays
 	Undecodable int // matched undecodable entries Target passed over
 	NoTarget    int // matched decodable entries Target passed over
@@ -322,7 +322,7 @@ func (rp *replayer) each(ctx context.Context, r *kgo.Record) error {
 func (rp *replayer) decide(e Entry) (topic string, ok bool, err error) {
 	st := rp.st
 	if !rp.cfg.Filter.Match(e) {
-		st.Skipped++
+		st.NotSelected++
 		return "", false, nil
 	}
 	st.Matched++

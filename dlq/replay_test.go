@@ -158,7 +158,7 @@ func TestReplayOutcomes(t *testing.T) {
 		cfg := replayCfg("a")
 		cfg.Filter.Reasons = []retrytopics.Reason{permanent, undecodable}
 		st := runReplay(t, brokers, cfg)
-		want := ReplayStats{Scanned: 7, Matched: 5, Skipped: 2, Replayed: 2, LoopGuarded: 1, Undecodable: 2}
+		want := ReplayStats{Scanned: 7, NotSelected: 2, Matched: 5, Replayed: 2, LoopGuarded: 1, Undecodable: 2}
 		if st != want {
 			t.Errorf("stats %+v, want %+v", st, want)
 		}

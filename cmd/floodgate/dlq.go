@@ -459,8 +459,8 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 
 	start := time.Now()
 	st, err := dlq.Replay(ctx, brokers, cfg)
-	fmt.Fprintf(stdout, "floodgate dlq replay: scanned=%d matched=%d replayed=%d skipped=%d loop-guarded=%d undecodable=%d no-target=%d elapsed=%.1fs",
-		st.Scanned, st.Matched, st.Replayed, st.Skipped, st.LoopGuarded, st.Undecodable, st.NoTarget, time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "floodgate dlq replay: scanned=%d not-selected=%d matched=%d replayed=%d loop-guarded=%d undecodable=%d no-target=%d elapsed=%.1fs",
+		st.Scanned, st.NotSelected, st.Matched, st.Replayed, st.LoopGuarded, st.Undecodable, st.NoTarget, time.Since(start).Seconds())
 	if *dryRun {
 		fmt.Fprint(stdout, " (dry run: replayed counts what would be; nothing produced or committed)")
 	}

@@ -182,22 +182,22 @@ func TestDLQReplay(t *testing.T) {
 	base := []string{"dlq", "replay", "--brokers", strings.Join(brokers, ","), "--topic", "dlq", "--rate", "1000"}
 
 	code, out, errs := runCLI(t, append(base, "--dry-run")...)
-	if code != 0 || !strings.Contains(out, "scanned=3 matched=3 replayed=2 skipped=0 loop-guarded=0 undecodable=1 no-target=0") ||
+	if code != 0 || !strings.Contains(out, "scanned=3 not-selected=0 matched=3 replayed=2 loop-guarded=0 undecodable=1 no-target=0") ||
 		!strings.Contains(out, "dry run") || !strings.Contains(out, "resume id floodgate-dlq-replay.dlq.") {
 		t.Fatalf("dry run: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, errs = runCLI(t, base...)
-	if code != 0 || !strings.Contains(out, "scanned=3 matched=3 replayed=2 ") {
+	if code != 0 || !strings.Contains(out, "scanned=3 not-selected=0 matched=3 replayed=2 ") {
 		t.Fatalf("replay: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	// The same flags derive the same resume id: nothing is left.
 	code, out, errs = runCLI(t, base...)
-	if code != 0 || !strings.Contains(out, "scanned=0 matched=0 replayed=0 ") {
+	if code != 0 || !strings.Contains(out, "scanned=0 not-selected=0 matched=0 replayed=0 ") {
 		t.Errorf("second replay: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	// Other flags, another resume id: everything again, undecodable too.
 	code, out, errs = runCLI(t, append(base, "--to-topic", "rescue", "--undecodable", "--max-replays", "1")...)
-	if code != 0 || !strings.Contains(out, "scanned=3 matched=3 replayed=2 skipped=0 loop-guarded=1 ") {
+	if code != 0 || !strings.Contains(out, "scanned=3 not-selected=0 matched=3 replayed=2 loop-guarded=1 ") {
 		t.Errorf("replay to rescue: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, _ = runCLI(t, "dlq", "inspect", "--brokers", strings.Join(brokers, ","), "--topic", "rescue")
@@ -206,7 +206,7 @@ func TestDLQReplay(t *testing.T) {
 	}
 
 	code, out, errs = runCLI(t, append(base, "--resume-id", "mine", "--original-topic", "orders")...)
-	if code != 0 || !strings.Contains(out, "resume id mine\n") || !strings.Contains(out, "replayed=1 skipped=2") {
+	if code != 0 || !strings.Contains(out, "resume id mine\n") || !strings.Contains(out, "not-selected=2 matched=1 replayed=1 ") {
 		t.Errorf("replay --resume-id mine: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 
