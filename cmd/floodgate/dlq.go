@@ -17,6 +17,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/floodgate-kafka/floodgate/dlq"
 	"github.com/floodgate-kafka/floodgate/retrytopics"
 )
@@ -409,7 +413,13 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 			"same --resume-id goes on where it stopped (re-sending at most the last 100\n"+
 			"records, 200 if the process was killed), and a finished one replays only\n"+
 			"entries quarantined since. Entries passed over (filtered out, loop guarded,\n"+
-			"undecodable) are consumed too. Stats are printed at the end.\n\nflags:\n")
+			"undecodable) are consumed too. Entries that cannot be replayed (trimmed when\n"+
+			"quarantined, target topic missing, or rejected by the broker for good) are\n"+
+			"skipped, and consumed, with a warning on stderr naming each. Stats are\n"+
+			"printed at the end.\n\n"+
+			"Exit status: 0 done; 1 an error stopped the run (run again, it goes on);\n"+
+			"2 bad flags; 3 done, but some entries could not be replayed and were\n"+
+			"skipped (with --dry-run: would be).\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args, stderr); code >= 0 {
@@ -454,20 +464,42 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if *dryRun {
 		dry = "dry run: "
 	}
+	if *toTopic != "" {
+		// Every entry would be skipped as unreplayable, and committed
+		// past: a typo must not consume the whole lane.
+		if err := checkTopic(ctx, brokers, *toTopic); err != nil {
+			fmt.Fprintf(stderr, "floodgate dlq replay: --to-topic %q %v\n", *toTopic, err)
+			return 1
+		}
+	}
+	skip := "skipped"
+	if *dryRun {
+		skip = "would skip"
+	}
+	cfg.OnUnreplayable = func(e dlq.Entry, why error) {
+		fmt.Fprintf(stderr, "floodgate dlq replay: %s %s: %v\n", skip, entryAt(e), why)
+	}
 	fmt.Fprintf(stdout, "%sreplaying %q to %s at %v/s, max replays %d, resume id %s%s\n",
 		dry, d.topic, target, *rate, *maxReplays, cfg.ResumeGroup, derived)
 
 	start := time.Now()
 	st, err := dlq.Replay(ctx, brokers, cfg)
-	fmt.Fprintf(stdout, "floodgate dlq replay: scanned=%d not-selected=%d matched=%d replayed=%d loop-guarded=%d undecodable=%d no-target=%d elapsed=%.1fs",
-		st.Scanned, st.NotSelected, st.Matched, st.Replayed, st.LoopGuarded, st.Undecodable, st.NoTarget, time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "floodgate dlq replay: scanned=%d not-selected=%d matched=%d replayed=%d loop-guarded=%d undecodable=%d no-target=%d unreplayable=%d elapsed=%.1fs",
+		st.Scanned, st.NotSelected, st.Matched, st.Replayed, st.LoopGuarded, st.Undecodable, st.NoTarget, st.Unreplayable, time.Since(start).Seconds())
 	if *dryRun {
 		fmt.Fprint(stdout, " (dry run: replayed counts what would be; nothing produced or committed)")
 	}
 	fmt.Fprintln(stdout)
 	switch {
-	case err == nil:
+	case err == nil && st.Unreplayable == 0:
 		return 0
+	case err == nil && *dryRun:
+		fmt.Fprintf(stderr, "floodgate dlq replay: a run would skip %s that cannot be replayed (listed above)\n", entries(st.Unreplayable))
+		return exitSkipped
+	case err == nil:
+		fmt.Fprintf(stderr, "floodgate dlq replay: skipped %s that cannot be replayed (listed above); later runs with resume id %s do not retry them\n",
+			entries(st.Unreplayable), cfg.ResumeGroup)
+		return exitSkipped
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		fmt.Fprintf(stderr, "floodgate dlq replay: interrupted; run again with --resume-id %s to go on\n", cfg.ResumeGroup)
 	case errors.Is(err, dlq.ErrResumeGroupActive):
@@ -476,6 +508,50 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "floodgate dlq replay: %v\n", err)
 	}
 	return 1
+}
+
+// exitSkipped is the exit status of a replay that went through the lane
+// but skipped entries that cannot be replayed.
+const exitSkipped = 3
+
+// entries returns "1 entry" or "n entries".
+func entries(n int) string {
+	if n == 1 {
+		return "1 entry"
+	}
+	return strconv.Itoa(n) + " entries"
+}
+
+// entryAt names an entry by where it is, and where it came from if known:
+// "dlq[0]@12 (orders[3]@4711)".
+func entryAt(e dlq.Entry) string {
+	r := e.Record
+	s := fmt.Sprintf("%s[%d]@%d", r.Topic, r.Partition, r.Offset)
+	if e.Err == nil && e.Meta.OriginalTopic != "" {
+		s += fmt.Sprintf(" (%s[%d]@%d)", e.Meta.OriginalTopic, e.Meta.OriginalPartition, e.Meta.OriginalOffset)
+	}
+	return s
+}
+
+// checkTopic returns an error saying why topic cannot be written to, as
+// far as metadata tells: "does not exist", or the error.
+func checkTopic(ctx context.Context, brokers []string, topic string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("could not be looked up: %w", err)
+	}
+	switch td, ok := tds[topic]; {
+	case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+		return errors.New("does not exist")
+	case td.Err != nil:
+		return fmt.Errorf("could not be looked up: %w", td.Err)
+	}
+	return nil
 }
 
 // resumeGroupFor derives a resume group from what selects and routes the

@@ -243,3 +243,103 @@ func dlqFilter(reasons string) (f dlq.Filter) {
 	f.Reasons = r
 	return f
 }
+
+// laneCluster starts kfake with topics of one partition and writes rs to
+// them.
+func laneCluster(t *testing.T, topics []string, rs ...*kgo.Record) []string {
+	t.Helper()
+	_, brokers := testkit.Cluster(t, 1, topics...)
+	produceTo(t, brokers, rs...)
+	return brokers
+}
+
+func produceTo(t *testing.T, brokers []string, rs ...*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// entry returns a record of the dead-letter topic "dlq" quarantined from
+// topic at offset.
+func entry(topic string, offset int64, key string) *kgo.Record {
+	m := retrytopics.Meta{OriginalTopic: topic, OriginalOffset: offset, Attempt: 3, Reason: retrytopics.ReasonPermanent, Error: "boom"}
+	return &kgo.Record{Topic: "dlq", Key: []byte(key), Value: []byte("value"), Timestamp: dlqT0, Headers: m.Encode(nil)}
+}
+
+// trimmedEntry returns entry with its value dropped, as the quarantine
+// writer trims a record too large for the dead-letter topic.
+func trimmedEntry(topic string, offset int64, key string) *kgo.Record {
+	r := entry(topic, offset, key)
+	r.Value = nil
+	r.Headers = append(r.Headers,
+		kgo.RecordHeader{Key: retrytopics.HeaderTrimmed, Value: []byte("value")},
+		kgo.RecordHeader{Key: retrytopics.HeaderOriginalSize, Value: []byte("2097152")})
+	return r
+}
+
+// TestDLQReplaySkips replays a lane holding an entry for a topic that does
+// not exist and a trimmed one between good ones, three times: the first
+// run replays the good ones, warns about each other one and exits with 3;
+// the next ones find nothing to do.
+func TestDLQReplaySkips(t *testing.T) {
+	brokers := laneCluster(t, []string{"dlq", "orders"},
+		entry("orders", 10, "o1"), entry("ghost", 11, "g"), trimmedEntry("orders", 12, "big"), entry("orders", 13, "o2"))
+	base := []string{"dlq", "replay", "--brokers", strings.Join(brokers, ","), "--topic", "dlq", "--rate", "1000"}
+
+	code, out, errs := runCLI(t, append(base, "--dry-run")...)
+	if code != 3 || !strings.Contains(out, "replayed=2 ") || !strings.Contains(out, "unreplayable=2") ||
+		!strings.Contains(errs, "would skip dlq[0]@1 (ghost[0]@11)") || !strings.Contains(errs, "a run would skip 2 entries") {
+		t.Errorf("dry run: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	for run := 1; run <= 3; run++ {
+		code, out, errs := runCLI(t, base...)
+		if run == 1 {
+			for _, want := range []string{
+				`floodgate dlq replay: skipped dlq[0]@1 (ghost[0]@11): dlq: target topic does not exist: "ghost"`,
+				// Whether dlq[0]@2 shows its origin depends on whether
+				// retrytopics decodes the trimmed headers.
+				`floodgate dlq replay: skipped dlq[0]@2`,
+				`: dlq: entry was trimmed when quarantined (dropped: value; the original had 2097152 bytes)`,
+				`floodgate dlq replay: skipped 2 entries that cannot be replayed`,
+			} {
+				if !strings.Contains(errs, want) {
+					t.Errorf("run 1: stderr lacks %s:\n%s", want, errs)
+				}
+			}
+			if code != 3 || !strings.Contains(out, "scanned=4 not-selected=0 matched=4 replayed=2 loop-guarded=0 undecodable=0 no-target=0 unreplayable=2 ") {
+				t.Errorf("run 1: status %d, want 3; stdout:\n%s\nstderr:\n%s", code, out, errs)
+			}
+			continue
+		}
+		if code != 0 || !strings.Contains(out, "scanned=0 ") || strings.Contains(errs, "skipped") {
+			t.Errorf("run %d: status %d, stdout:\n%s\nstderr:\n%s", run, code, out, errs)
+		}
+	}
+	code, out, _ = runCLI(t, "dlq", "inspect", "--brokers", strings.Join(brokers, ","), "--topic", "orders")
+	if code != 0 || len(lines(out)) != 2 || !strings.Contains(out, `key="o1"`) || !strings.Contains(out, `key="o2"`) {
+		t.Errorf("orders after three runs: status %d, want o1 and o2 once each:\n%s", code, out)
+	}
+}
+
+// TestDLQReplayMissingToTopic names a --to-topic that does not exist: the
+// command fails before it reads anything, rather than skip every entry.
+func TestDLQReplayMissingToTopic(t *testing.T) {
+	brokers := strings.Join(dlqCluster(t), ",")
+	base := []string{"dlq", "replay", "--brokers", brokers, "--topic", "dlq", "--rate", "1000"}
+	code, out, errs := runCLI(t, append(base, "--to-topic", "rescu")...)
+	if code != 1 || !strings.Contains(errs, `--to-topic "rescu" does not exist`) || strings.Contains(out, "scanned=") {
+		t.Errorf("replay --to-topic rescu: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, base...)
+	if code != 0 || !strings.Contains(out, "scanned=3 ") {
+		t.Errorf("the run after: status %d, want every entry still there; stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
