@@ -80,6 +80,14 @@
 // ResumeGroup does not look at them again. A new ResumeGroup replays the
 // topic from the start.
 //
+// The resume group records a position in the dead-letter topic, not a
+// selection: a run with another Filter or Target and the same ResumeGroup
+// starts at the same position, so it never re-sends what an earlier run
+// replayed, and does not look at what an earlier run passed over either.
+// To replay entries an earlier run passed over, use a new ResumeGroup (it
+// starts at the beginning of the topic) with a Filter that selects only
+// them.
+//
 // Replay does not join the group as a member: it reads the committed
 // offsets, consumes the partitions directly, and commits as a group without
 // members (a "simple" commit, like kadm.Client.CommitOffsets). So it needs

@@ -225,6 +225,36 @@ func TestReplayOutcomes(t *testing.T) {
 	})
 }
 
+// TestReplayFilterChange replays with a filter, then without one, with
+// the same resume group: the position is the group's whatever the filter,
+// so nothing is replayed twice, and a new group with a filter that selects
+// only what the first run passed over replays just that.
+func TestReplayFilterChange(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 2, "dlq", "orders")
+	produce(t, brokers,
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: permanent}, "p1", "v", t0),
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: handlerError}, "h1", "v", t0),
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: permanent}, "p2", "v", t0),
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: handlerError}, "h2", "v", t0),
+	)
+	cfg := replayCfg("g")
+	cfg.Filter.Reasons = []retrytopics.Reason{permanent}
+	if st := runReplay(t, brokers, cfg); st != (ReplayStats{Scanned: 4, NotSelected: 2, Matched: 2, Replayed: 2}) {
+		t.Errorf("permanent: stats %+v", st)
+	}
+	if st := runReplay(t, brokers, replayCfg("g")); st != (ReplayStats{}) {
+		t.Errorf("no filter, same group: stats %+v, want nothing done", st)
+	}
+	cfg = replayCfg("h")
+	cfg.Filter.Reasons = []retrytopics.Reason{handlerError}
+	if st := runReplay(t, brokers, cfg); st != (ReplayStats{Scanned: 4, NotSelected: 2, Matched: 2, Replayed: 2}) {
+		t.Errorf("handler-error, new group: stats %+v", st)
+	}
+	if got := recordKeys(readAll(t, brokers, "orders")); !slices.Equal(got, []string{"h1", "h2", "p1", "p2"}) {
+		t.Errorf("orders holds %q, want each entry once", got)
+	}
+}
+
 // TestReplayMissingTarget replays a lane with an entry whose original topic
 // does not exist, between two good ones, three times: the first run
 // replays the good entries, skips the other with a notice naming it and

@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"slices"
 	"strconv"
@@ -396,7 +394,7 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs := flag.NewFlagSet("floodgate dlq replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d.register(fs)
-	resumeID := fs.String("resume-id", "", "consumer group that records the replay's progress (default: derived from --topic, the filter flags, --to-topic and --undecodable)")
+	resumeID := fs.String("resume-id", "", "consumer group that records how far replays got in --topic, whatever the other flags (default floodgate-dlq-replay.<topic>)")
 	toTopic := fs.String("to-topic", "", "replay to this topic instead of each entry's original topic")
 	rate := fs.Float64("rate", 100, "replay at most this many records per second")
 	maxReplays := fs.Int("max-replays", 3, "loop guard: do not replay entries already replayed this many times")
@@ -408,15 +406,21 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 			"back to their original topics (or --to-topic): same key, value and original\n"+
 			"headers, with floodgate-replay-count one more than the entry's and no other\n"+
 			"floodgate header, so each is a fresh first attempt. It reads up to the end\n"+
-			"of the topic as of when it starts, and records its progress as the offsets\n"+
-			"of the consumer group --resume-id: an interrupted replay run again with the\n"+
-			"same --resume-id goes on where it stopped (re-sending at most the last 100\n"+
-			"records, 200 if the process was killed), and a finished one replays only\n"+
-			"entries quarantined since. Entries passed over (filtered out, loop guarded,\n"+
-			"undecodable) are consumed too. Entries that cannot be replayed (trimmed when\n"+
-			"quarantined, target topic missing, or rejected by the broker for good) are\n"+
-			"skipped, and consumed, with a warning on stderr naming each. Stats are\n"+
-			"printed at the end.\n\n"+
+			"of the topic as of when it starts.\n\n"+
+			"Resuming: a run records how far it got in the topic as the offsets of a\n"+
+			"consumer group, the resume id: floodgate-dlq-replay.<topic>, or --resume-id.\n"+
+			"The next run with the same resume id starts there, whatever its filter\n"+
+			"flags, --to-topic or --undecodable: an interrupted run goes on where it\n"+
+			"stopped (re-sending at most the last 100 records, 200 if the process was\n"+
+			"killed), a finished one replays only entries quarantined since, and no run\n"+
+			"re-sends what an earlier one replayed. Entries a run passed over (not\n"+
+			"selected by the filter flags, loop guarded, undecodable, skipped) are\n"+
+			"behind that position too: to replay them later, use a new --resume-id (it\n"+
+			"starts at the beginning of the topic) with filter flags that select only\n"+
+			"them.\n\n"+
+			"Entries that cannot be replayed (trimmed when quarantined, target topic\n"+
+			"missing, or rejected by the broker for good) are skipped with a warning on\n"+
+			"stderr naming each. Stats are printed at the end.\n\n"+
 			"Exit status: 0 done; 1 an error stopped the run (run again, it goes on);\n"+
 			"2 bad flags; 3 done, but some entries could not be replayed and were\n"+
 			"skipped (with --dry-run: would be).\n\nflags:\n")
@@ -453,8 +457,8 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	derived := ""
 	if cfg.ResumeGroup == "" {
-		cfg.ResumeGroup = resumeGroupFor(d.topic, filter, *toTopic, *undecodableToo)
-		derived = " (derived from the flags; pass --resume-id to choose one)"
+		cfg.ResumeGroup = resumeGroupFor(d.topic)
+		derived = " (the topic's default)"
 	}
 	target := "their original topics"
 	if *toTopic != "" {
@@ -490,6 +494,10 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprint(stdout, " (dry run: replayed counts what would be; nothing produced or committed)")
 	}
 	fmt.Fprintln(stdout)
+	if st.NotSelected > 0 && !*dryRun {
+		fmt.Fprintf(stdout, "floodgate dlq replay: %s not selected by the filter flags were passed over; later runs with resume id %s start after them\n",
+			entries(st.NotSelected), cfg.ResumeGroup)
+	}
 	switch {
 	case err == nil && st.Unreplayable == 0:
 		return 0
@@ -501,7 +509,7 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 			entries(st.Unreplayable), cfg.ResumeGroup)
 		return exitSkipped
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		fmt.Fprintf(stderr, "floodgate dlq replay: interrupted; run again with --resume-id %s to go on\n", cfg.ResumeGroup)
+		fmt.Fprintf(stderr, "floodgate dlq replay: interrupted; run it again with resume id %s to go on\n", cfg.ResumeGroup)
 	case errors.Is(err, dlq.ErrResumeGroupActive):
 		fmt.Fprintf(stderr, "floodgate dlq replay: %v; pick another --resume-id\n", err)
 	default:
@@ -554,28 +562,10 @@ func checkTopic(ctx context.Context, brokers []string, topic string) error {
 	return nil
 }
 
-// resumeGroupFor derives a resume group from what selects and routes the
-// entries: the same flags resume the same replay.
-func resumeGroupFor(topic string, f dlq.Filter, toTopic string, undecodable bool) string {
-	rs := make([]string, len(f.Reasons))
-	for i, r := range f.Reasons {
-		rs[i] = string(r)
-	}
-	slices.Sort(rs)
-	ts := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format(time.RFC3339Nano)
-	}
-	key := "any"
-	if f.Key != nil {
-		key = "=" + string(f.Key)
-	}
-	h := fnv.New64a()
-	for _, part := range []string{strings.Join(rs, ","), ts(f.From), ts(f.To), key, f.OriginalTopic, toTopic, strconv.FormatBool(undecodable)} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
-	}
-	return "floodgate-dlq-replay." + topic + "." + hex.EncodeToString(h.Sum(nil))
+// resumeGroupFor returns the default resume group of the dead-letter topic
+// topic. It depends on nothing else: one position per topic, so that a run
+// with other filter flags or another target goes on where the last one
+// stopped and never re-sends what it replayed.
+func resumeGroupFor(topic string) string {
+	return "floodgate-dlq-replay." + topic
 }

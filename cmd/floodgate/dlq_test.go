@@ -10,7 +10,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/floodgate-kafka/floodgate/dlq"
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
 	"github.com/floodgate-kafka/floodgate/retrytopics"
 )
@@ -183,20 +182,20 @@ func TestDLQReplay(t *testing.T) {
 
 	code, out, errs := runCLI(t, append(base, "--dry-run")...)
 	if code != 0 || !strings.Contains(out, "scanned=3 not-selected=0 matched=3 replayed=2 loop-guarded=0 undecodable=1 no-target=0") ||
-		!strings.Contains(out, "dry run") || !strings.Contains(out, "resume id floodgate-dlq-replay.dlq.") {
+		!strings.Contains(out, "dry run") || !strings.Contains(out, "resume id floodgate-dlq-replay.dlq (the topic's default)\n") {
 		t.Fatalf("dry run: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, errs = runCLI(t, base...)
 	if code != 0 || !strings.Contains(out, "scanned=3 not-selected=0 matched=3 replayed=2 ") {
 		t.Fatalf("replay: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	// The same flags derive the same resume id: nothing is left.
+	// The same resume id: nothing is left.
 	code, out, errs = runCLI(t, base...)
 	if code != 0 || !strings.Contains(out, "scanned=0 not-selected=0 matched=0 replayed=0 ") {
 		t.Errorf("second replay: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	// Other flags, another resume id: everything again, undecodable too.
-	code, out, errs = runCLI(t, append(base, "--to-topic", "rescue", "--undecodable", "--max-replays", "1")...)
+	// Another resume id: everything again, undecodable too.
+	code, out, errs = runCLI(t, append(base, "--resume-id", "again", "--to-topic", "rescue", "--undecodable", "--max-replays", "1")...)
 	if code != 0 || !strings.Contains(out, "scanned=3 not-selected=0 matched=3 replayed=2 loop-guarded=1 ") {
 		t.Errorf("replay to rescue: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
@@ -219,29 +218,9 @@ func TestDLQReplay(t *testing.T) {
 }
 
 func TestResumeGroupFor(t *testing.T) {
-	a := resumeGroupFor("dlq", dlqFilter("permanent,handler-error"), "", false)
-	if a != resumeGroupFor("dlq", dlqFilter("handler-error,permanent"), "", false) {
-		t.Error("the order of reasons changes the resume id")
+	if a, b := resumeGroupFor("dlq"), resumeGroupFor("dlq2"); a != "floodgate-dlq-replay.dlq" || a == b {
+		t.Errorf("resume ids %q and %q, want floodgate-dlq-replay.<topic>", a, b)
 	}
-	for _, other := range []string{
-		resumeGroupFor("dlq2", dlqFilter("permanent,handler-error"), "", false),
-		resumeGroupFor("dlq", dlqFilter("permanent"), "", false),
-		resumeGroupFor("dlq", dlqFilter("permanent,handler-error"), "x", false),
-		resumeGroupFor("dlq", dlqFilter("permanent,handler-error"), "x", true),
-	} {
-		if other == a {
-			t.Errorf("different flags, same resume id %s", a)
-		}
-	}
-}
-
-func dlqFilter(reasons string) (f dlq.Filter) {
-	var r reasonsFlag
-	if err := r.Set(reasons); err != nil {
-		panic(err)
-	}
-	f.Reasons = r
-	return f
 }
 
 // laneCluster starts kfake with topics of one partition and writes rs to
@@ -341,5 +320,45 @@ func TestDLQReplayMissingToTopic(t *testing.T) {
 	code, out, errs = runCLI(t, base...)
 	if code != 0 || !strings.Contains(out, "scanned=3 ") {
 		t.Errorf("the run after: status %d, want every entry still there; stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
+
+// TestDLQReplayFilterChange replays with other filter flags each time,
+// without --resume-id: no run re-sends what an earlier one replayed.
+func TestDLQReplayFilterChange(t *testing.T) {
+	brokers := dlqCluster(t)
+	bs := strings.Join(brokers, ",")
+	base := []string{"dlq", "replay", "--brokers", bs, "--topic", "dlq", "--rate", "1000"}
+	count := func(topic string) int {
+		t.Helper()
+		code, out, errs := runCLI(t, "dlq", "inspect", "--brokers", bs, "--topic", topic)
+		if code != 0 {
+			t.Fatalf("inspect %s: status %d, stderr:\n%s", topic, code, errs)
+		}
+		return len(lines(out))
+	}
+
+	code, out, errs := runCLI(t, append(base, "--reason", "handler-error")...)
+	if code != 0 || !strings.Contains(out, "not-selected=2 matched=1 replayed=1 ") ||
+		!strings.Contains(out, "2 entries not selected by the filter flags were passed over") {
+		t.Fatalf("replay --reason handler-error: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	// No filter: the handler-error entry is not re-sent (nor are the
+	// others, which the first run passed over).
+	code, out, errs = runCLI(t, base...)
+	if code != 0 || !strings.Contains(out, "scanned=0 ") {
+		t.Errorf("replay without a filter: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if n := count("payments"); n != 1 {
+		t.Errorf("payments holds %d records, want the handler-error entry once", n)
+	}
+	// A new entry, and other filter flags again: only it is replayed.
+	produceTo(t, brokers, entry("orders", 99, "k2"))
+	code, out, errs = runCLI(t, append(base, "--original-topic", "orders", "--max-replays", "5", "--to-topic", "rescue")...)
+	if code != 0 || !strings.Contains(out, "scanned=1 not-selected=0 matched=1 replayed=1 ") {
+		t.Errorf("replay --original-topic orders: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if n, m := count("payments"), count("rescue"); n != 1 || m != 1 {
+		t.Errorf("payments holds %d records and rescue %d, want 1 each", n, m)
 	}
 }
