@@ -634,8 +634,8 @@ func TestReplayResumeGroupActive(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the member was never assigned partitions")
 	}
-	if _, err := Replay(ctx, brokers, replayCfg("app")); !errors.Is(err, ErrResumeGroupActive) {
-		t.Errorf("Replay into a group with a member: %v, want ErrResumeGroupActive", err)
+	if _, err := Replay(ctx, brokers, replayCfg("app")); !errors.Is(err, ErrResumeGroupActive) || !strings.Contains(err.Error(), `"app" has 1 member (`) {
+		t.Errorf("Replay into a group with a member: %v, want ErrResumeGroupActive saying it has 1 member", err)
 	}
 	member.Close()
 	<-polled

@@ -248,7 +248,7 @@ func dlqInspectCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *limit > 0 && n >= *limit {
 		more = " (--limit reached)"
 	}
-	fmt.Fprintf(stderr, "floodgate dlq inspect: %d entries%s\n", n, more)
+	fmt.Fprintf(stderr, "floodgate dlq inspect: %s%s\n", entries(n), more)
 	return 0
 }
 
@@ -488,15 +488,8 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 
 	start := time.Now()
 	st, err := dlq.Replay(ctx, brokers, cfg)
-	fmt.Fprintf(stdout, "floodgate dlq replay: scanned=%d not-selected=%d matched=%d replayed=%d loop-guarded=%d undecodable=%d no-target=%d unreplayable=%d elapsed=%.1fs",
-		st.Scanned, st.NotSelected, st.Matched, st.Replayed, st.LoopGuarded, st.Undecodable, st.NoTarget, st.Unreplayable, time.Since(start).Seconds())
-	if *dryRun {
-		fmt.Fprint(stdout, " (dry run: replayed counts what would be; nothing produced or committed)")
-	}
-	fmt.Fprintln(stdout)
-	if st.NotSelected > 0 && !*dryRun {
-		fmt.Fprintf(stdout, "floodgate dlq replay: %s not selected by the filter flags were passed over; later runs with resume id %s start after them\n",
-			entries(st.NotSelected), cfg.ResumeGroup)
+	if err == nil || st != (dlq.ReplayStats{}) { // no line of zeros before an error
+		printReplayStats(stdout, st, time.Since(start), *dryRun, cfg.ResumeGroup)
 	}
 	switch {
 	case err == nil && st.Unreplayable == 0:
@@ -516,6 +509,21 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "floodgate dlq replay: %v\n", err)
 	}
 	return 1
+}
+
+// printReplayStats prints the stats line of a replay run, and a note when
+// the filter passed entries over.
+func printReplayStats(w io.Writer, st dlq.ReplayStats, elapsed time.Duration, dryRun bool, resumeID string) {
+	fmt.Fprintf(w, "floodgate dlq replay: scanned=%d not-selected=%d matched=%d replayed=%d loop-guarded=%d undecodable=%d no-target=%d unreplayable=%d elapsed=%.1fs",
+		st.Scanned, st.NotSelected, st.Matched, st.Replayed, st.LoopGuarded, st.Undecodable, st.NoTarget, st.Unreplayable, elapsed.Seconds())
+	if dryRun {
+		fmt.Fprint(w, " (dry run: replayed counts what would be; nothing produced or committed)")
+	}
+	fmt.Fprintln(w)
+	if st.NotSelected > 0 && !dryRun {
+		fmt.Fprintf(w, "floodgate dlq replay: %s not selected by the filter flags were passed over; later runs with resume id %s start after them\n",
+			entries(st.NotSelected), resumeID)
+	}
 }
 
 // exitSkipped is the exit status of a replay that went through the lane

@@ -115,7 +115,7 @@ func TestDLQInspect(t *testing.T) {
 	base := []string{"dlq", "inspect", "--brokers", brokers, "--topic", "dlq"}
 
 	code, out, errs := runCLI(t, base...)
-	if code != 0 || len(lines(out)) != 3 || !strings.Contains(errs, "3 entries") {
+	if code != 0 || len(lines(out)) != 3 || !strings.Contains(errs, "inspect: 3 entries\n") {
 		t.Fatalf("inspect: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	for _, want := range []string{
@@ -134,7 +134,7 @@ func TestDLQInspect(t *testing.T) {
 		t.Errorf("filtered inspect: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, errs = runCLI(t, append(base, "--limit", "1")...)
-	if code != 0 || len(lines(out)) != 1 || !strings.Contains(errs, "--limit reached") {
+	if code != 0 || len(lines(out)) != 1 || !strings.Contains(errs, "inspect: 1 entry (--limit reached)") {
 		t.Errorf("inspect --limit 1: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, _ = runCLI(t, append(base, "--key", "k1", "--original-topic", "orders")...)
@@ -360,5 +360,22 @@ func TestDLQReplayFilterChange(t *testing.T) {
 	}
 	if n, m := count("payments"), count("rescue"); n != 1 || m != 1 {
 		t.Errorf("payments holds %d records and rescue %d, want 1 each", n, m)
+	}
+}
+
+// TestDLQReplayErrors: a run that fails before it read anything prints the
+// error, and no stats line of zeros before it.
+func TestDLQReplayErrors(t *testing.T) {
+	brokers := strings.Join(dlqCluster(t), ",")
+	code, out, errs := runCLI(t, "dlq", "replay", "--brokers", brokers, "--topic", "nope")
+	if code != 1 || strings.Contains(out, "scanned=") || !strings.Contains(errs, "UNKNOWN_TOPIC_OR_PARTITION") {
+		t.Errorf("replay of a missing topic: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var o, e bytes.Buffer
+	code = run(ctx, []string{"dlq", "replay", "--brokers", brokers, "--topic", "dlq"}, &o, &e)
+	if code != 1 || strings.Contains(o.String(), "scanned=") || !strings.Contains(e.String(), "interrupted") {
+		t.Errorf("cancelled replay: status %d, stdout:\n%s\nstderr:\n%s", code, o.String(), e.String())
 	}
 }
