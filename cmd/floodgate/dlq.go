@@ -203,7 +203,11 @@ func dlqInspectCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 			"(the original ones; all of them for an undecodable entry), meta (the\n"+
 			"decoded floodgate metadata, null if undecodable) and decode_error. Keys,\n"+
 			"values and header values are strings when they are UTF-8, else base64\n"+
-			"with key_encoding, value_encoding or encoding set to \"base64\".\n\nflags:\n")
+			"with key_encoding, value_encoding or encoding set to \"base64\".\n\n"+
+			"An entry trimmed when it was quarantined (the original was too large for\n"+
+			"the dead-letter topic, so its value, or more, was dropped) shows TRIMMED=\n"+
+			"with what was dropped and original-size= (JSON: trimmed, original_size).\n"+
+			"dlq replay skips such entries.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args, stderr); code >= 0 {
@@ -257,8 +261,18 @@ func entryLine(e dlq.Entry) string {
 	r := e.Record
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s[%d]@%d %s", r.Topic, r.Partition, r.Offset, r.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+	trimmed := ""
+	if dropped, size, ok := e.Trimmed(); ok {
+		trimmed = " TRIMMED=" + dropped // "value", "value,key,headers"
+		if dropped == "" || strings.Trim(dropped, "abcdefghijklmnopqrstuvwxyz,") != "" {
+			trimmed = " TRIMMED=" + strconv.Quote(clip(dropped, 100))
+		}
+		if size >= 0 {
+			trimmed += fmt.Sprintf(" original-size=%dB", size)
+		}
+	}
 	if e.Err != nil {
-		fmt.Fprintf(&b, " UNDECODABLE key=%s value=%dB decode-error=%q", textBytes(r.Key), len(r.Value), clip(e.Err.Error(), 200))
+		fmt.Fprintf(&b, " UNDECODABLE key=%s value=%dB%s decode-error=%q", textBytes(r.Key), len(r.Value), trimmed, clip(e.Err.Error(), 200))
 		return b.String()
 	}
 	m := e.Meta
@@ -266,8 +280,8 @@ func entryLine(e dlq.Entry) string {
 	if reason == "" {
 		reason = "-"
 	}
-	fmt.Fprintf(&b, " %s %s[%d]@%d attempt=%d replays=%d key=%s value=%dB",
-		reason, m.OriginalTopic, m.OriginalPartition, m.OriginalOffset, m.Attempt, m.ReplayCount, textBytes(r.Key), len(r.Value))
+	fmt.Fprintf(&b, " %s %s[%d]@%d attempt=%d replays=%d key=%s value=%dB%s",
+		reason, m.OriginalTopic, m.OriginalPartition, m.OriginalOffset, m.Attempt, m.ReplayCount, textBytes(r.Key), len(r.Value), trimmed)
 	if m.Error != "" {
 		fmt.Fprintf(&b, " error=%q", clip(m.Error, 200))
 	}
@@ -310,6 +324,8 @@ type jsonEntry struct {
 	Headers       []jsonHeader `json:"headers"`
 	Meta          *jsonMeta    `json:"meta"`
 	DecodeError   string       `json:"decode_error,omitempty"`
+	Trimmed       *string      `json:"trimmed,omitempty"`       // what was dropped, if the entry was trimmed when quarantined
+	OriginalSize  *int64       `json:"original_size,omitempty"` // of a trimmed entry's original, in bytes, if known
 }
 
 type jsonHeader struct {
@@ -358,6 +374,12 @@ func entryJSON(e dlq.Entry) jsonEntry {
 	j := jsonEntry{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UTC(), Headers: []jsonHeader{}}
 	j.Key, j.KeyEncoding = jsonBytes(r.Key)
 	j.Value, j.ValueEncoding = jsonBytes(r.Value)
+	if dropped, size, ok := e.Trimmed(); ok {
+		j.Trimmed = &dropped
+		if size >= 0 {
+			j.OriginalSize = &size
+		}
+	}
 	for _, h := range r.Headers {
 		if e.Err == nil && strings.HasPrefix(h.Key, retrytopics.HeaderPrefix) {
 			continue // shown decoded in meta

@@ -379,3 +379,41 @@ func TestDLQReplayErrors(t *testing.T) {
 		t.Errorf("cancelled replay: status %d, stdout:\n%s\nstderr:\n%s", code, o.String(), e.String())
 	}
 }
+
+// TestDLQInspectTrimmed lists a trimmed entry with what was dropped and
+// the original size, in text and JSON, whether or not its headers decode.
+func TestDLQInspectTrimmed(t *testing.T) {
+	brokers := laneCluster(t, []string{"dlq"}, trimmedEntry("orders", 12, "big"), entry("orders", 13, "ok"))
+	base := []string{"dlq", "inspect", "--brokers", strings.Join(brokers, ","), "--topic", "dlq"}
+
+	code, out, errs := runCLI(t, base...)
+	ls := lines(out)
+	if code != 0 || len(ls) != 2 || !strings.Contains(errs, "2 entries") {
+		t.Fatalf("inspect: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if !strings.Contains(ls[0], `key="big" value=0B TRIMMED=value original-size=2097152B`) {
+		t.Errorf("trimmed entry: %s", ls[0])
+	}
+	if strings.Contains(ls[1], "TRIMMED") {
+		t.Errorf("whole entry shown as trimmed: %s", ls[1])
+	}
+
+	code, out, errs = runCLI(t, append(base, "--json")...)
+	ls = lines(out)
+	if code != 0 || len(ls) != 2 {
+		t.Fatalf("inspect --json: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	var big, ok jsonEntry
+	if err := json.Unmarshal([]byte(ls[0]), &big); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(ls[1]), &ok); err != nil {
+		t.Fatal(err)
+	}
+	if big.Trimmed == nil || *big.Trimmed != "value" || big.OriginalSize == nil || *big.OriginalSize != 2097152 {
+		t.Errorf("trimmed entry: %s", ls[0])
+	}
+	if ok.Trimmed != nil || ok.OriginalSize != nil || strings.Contains(ls[1], "trimmed") {
+		t.Errorf("whole entry: %s", ls[1])
+	}
+}
