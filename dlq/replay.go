@@ -39,15 +39,17 @@ type ReplayConfig struct {
 	Topic string
 	// ResumeGroup is the consumer group whose committed offsets on Topic
 	// record the replay's progress: a run starts where the last run with
-	// the same ResumeGroup stopped, or at the start of Topic. Required.
-	// Replay never joins it as a member (see the package documentation).
+	// the same ResumeGroup stopped, whatever its Filter and Target, or at
+	// the start of Topic. Required. Replay never joins it as a member (see
+	// the package documentation).
 	ResumeGroup string
 	// Filter selects the entries to replay; the others are passed over.
 	Filter Filter
 	// Target returns the topic an entry is replayed to, or ok false to
 	// pass the entry over. It is called for undecodable entries too (Err
-	// != nil). Nil means the entry's original topic, and ok false for an
-	// undecodable entry or one without an original topic.
+	// != nil), not for trimmed ones, which are never replayed. Nil means
+	// the entry's original topic, and ok false for an undecodable entry or
+	// one without an original topic.
 	Target func(Entry) (topic string, ok bool)
 	// Rate bounds the records replayed per second; > 0, +Inf for no
 	// bound.
