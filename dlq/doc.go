@@ -47,16 +47,46 @@
 // With [ReplayConfig.DryRun], Replay reads and counts as it would replay,
 // and neither produces nor commits.
 //
+// # Entries that cannot be replayed
+//
+// Retrying does not help some entries: one trimmed when it was quarantined
+// ([Entry.Trimmed]: the original was too large for the dead-letter topic,
+// so its value, or more, was dropped), one whose target topic does not
+// exist, and one whose replay is rejected with an error that producing it
+// again cannot fix ([consumer.IsUnretryableProduceError]: too large for the
+// target topic, refused by a policy, not authorized, ...). Replay counts
+// each in [ReplayStats.Unreplayable], gives it with the reason to
+// [ReplayConfig.OnUnreplayable], passes over it and goes on: one such entry
+// does not hold back the entries after it, and is not looked at again by
+// the next run with the same resume group (see Resuming).
+//
+// A broker rejects a batch as a whole, so a good record may fail with a
+// bad one of its batch. A record whose replay failed so is produced again
+// alone, once no other replay is in flight, and only if that fails too is
+// its entry called unreplayable; it may then land on its target after
+// records replayed after it. Target topics are looked up once per run. A
+// dry run finds trimmed entries and missing target topics, not what a
+// produce would reject.
+//
 // # Resuming
 //
 // Replay records its progress as the committed offsets of the consumer group
 // [ReplayConfig.ResumeGroup] on the dead-letter topic, and starts where they
 // point (or at the start of the topic). An offset is committed only when
-// every entry below it in its partition was passed over or replayed and
-// acknowledged by the broker. Entries passed over (not selected, loop
-// guarded, no target) are consumed by the run: they are committed past too,
-// and the next run with the same ResumeGroup does not look at them again.
-// A new ResumeGroup replays the topic from the start.
+// every entry below it in its partition was passed over, replayed and
+// acknowledged by the broker, or reported as unreplayable. Entries passed
+// over (not selected, loop guarded, no target, unreplayable) are consumed
+// by the run: they are committed past too, and the next run with the same
+// ResumeGroup does not look at them again. A new ResumeGroup replays the
+// topic from the start.
+//
+// The resume group records a position in the dead-letter topic, not a
+// selection: a run with another Filter or Target and the same ResumeGroup
+// starts at the same position, so it never re-sends what an earlier run
+// replayed, and does not look at what an earlier run passed over either.
+// To replay entries an earlier run passed over, use a new ResumeGroup (it
+// starts at the beginning of the topic) with a Filter that selects only
+// them.
 //
 // Replay does not join the group as a member: it reads the committed
 // offsets, consumes the partitions directly, and commits as a group without
@@ -91,8 +121,9 @@
 // Inspect and Replay may run at the same time as each other, as the
 // consumers quarantining records, and as other Inspect and Replay calls with
 // other resume groups: entries quarantined after a call started lie beyond
-// its captured end and are left for the next call. The Filter, Target and
-// the function given to Inspect are called from the calling goroutine only.
+// its captured end and are left for the next call. The Filter, Target,
+// OnUnreplayable and the function given to Inspect are called from the
+// calling goroutine only.
 //
 // Do not run two Replays with the same ResumeGroup at once: neither is a
 // member of the group, so Kafka does not keep them apart, and both would

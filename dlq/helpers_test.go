@@ -160,8 +160,8 @@ func keysOf(es []Entry) []string {
 
 func where(r *kgo.Record) string { return fmt.Sprintf("%s[%d]@%d", r.Topic, r.Partition, r.Offset) }
 
-// createTopic creates topic with one partition.
-func createTopic(t testing.TB, brokers []string, topic string) {
+// createTopic creates topic with one partition and configs.
+func createTopic(t testing.TB, brokers []string, topic string, configs map[string]*string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -170,7 +170,7 @@ func createTopic(t testing.TB, brokers []string, topic string) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, nil, topic)
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, configs, topic)
 	if err == nil {
 		err = resp.Err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,38 @@ func NewEntry(r *kgo.Record) Entry {
 		err = ErrNoMeta
 	}
 	return Entry{Record: r, Meta: m, Err: err}
+}
+
+// Trimmed reports whether the entry was trimmed when it was quarantined:
+// the original record was too large for the dead-letter topic, so its value
+// (or more) was dropped, as its [retrytopics.HeaderTrimmed] header says.
+// dropped is that header's value (what was dropped: "value", or for example
+// "value,key,headers"); originalSize is the original's key, value and
+// headers in bytes ([retrytopics.HeaderOriginalSize]), -1 if that header is
+// missing or does not parse. It reads the headers directly, so it answers
+// for an undecodable entry too. [Replay] never replays a trimmed entry: what
+// is left of it is not the original record.
+func (e Entry) Trimmed() (dropped string, originalSize int64, ok bool) {
+	if e.Record == nil {
+		return "", -1, false
+	}
+	originalSize = -1
+	seenSize := false
+	for _, h := range e.Record.Headers {
+		switch {
+		case h.Key == retrytopics.HeaderTrimmed && !ok:
+			dropped, ok = string(h.Value), true
+		case h.Key == retrytopics.HeaderOriginalSize && !seenSize:
+			seenSize = true
+			if n, err := strconv.ParseInt(string(h.Value), 10, 64); err == nil && n >= 0 {
+				originalSize = n
+			}
+		}
+	}
+	if !ok {
+		return "", -1, false
+	}
+	return dropped, originalSize, true
 }
 
 // Filter selects entries. Its zero value selects every entry; each field

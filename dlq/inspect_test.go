@@ -267,3 +267,37 @@ func TestFilterMatch(t *testing.T) {
 		}
 	}
 }
+
+func TestEntryTrimmed(t *testing.T) {
+	h := func(kv ...string) []kgo.RecordHeader {
+		var out []kgo.RecordHeader
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, kgo.RecordHeader{Key: kv[i], Value: []byte(kv[i+1])})
+		}
+		return out
+	}
+	cases := []struct {
+		name    string
+		headers []kgo.RecordHeader
+		dropped string
+		size    int64
+		ok      bool
+	}{
+		{"not trimmed", h("trace", "x", retrytopics.HeaderOriginalSize, "10"), "", -1, false},
+		{"value", h(retrytopics.HeaderTrimmed, "value", retrytopics.HeaderOriginalSize, "2097152"), "value", 2097152, true},
+		{"more, no size", h(retrytopics.HeaderTrimmed, "value,key,headers"), "value,key,headers", -1, true},
+		{"bad size", h(retrytopics.HeaderTrimmed, "value", retrytopics.HeaderOriginalSize, "big"), "value", -1, true},
+		{"negative size", h(retrytopics.HeaderTrimmed, "value", retrytopics.HeaderOriginalSize, "-5"), "value", -1, true},
+		{"empty", h(retrytopics.HeaderTrimmed, ""), "", -1, true},
+		{"repeated: the first", h(retrytopics.HeaderTrimmed, "value", retrytopics.HeaderTrimmed, "key"), "value", -1, true},
+	}
+	for _, c := range cases {
+		dropped, size, ok := Entry{Record: &kgo.Record{Headers: c.headers}}.Trimmed()
+		if dropped != c.dropped || size != c.size || ok != c.ok {
+			t.Errorf("%s: Trimmed() = %q, %d, %v; want %q, %d, %v", c.name, dropped, size, ok, c.dropped, c.size, c.ok)
+		}
+	}
+	if _, _, ok := (Entry{}).Trimmed(); ok {
+		t.Error("an entry without a record is trimmed")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/floodgate-kafka/floodgate/consumer"
 	"github.com/floodgate-kafka/floodgate/retrytopics"
 )
 
@@ -23,21 +24,32 @@ import (
 // refuses that while the group has members.
 var ErrResumeGroupActive = errors.New("dlq: resume group has active members")
 
+// ErrTargetMissing is wrapped by the error [ReplayConfig.OnUnreplayable]
+// is given for an entry whose target topic does not exist.
+var ErrTargetMissing = errors.New("dlq: target topic does not exist")
+
+// ErrTrimmed is wrapped by the error [ReplayConfig.OnUnreplayable] is given
+// for an entry that was trimmed when it was quarantined (see
+// [Entry.Trimmed]): what is left of it is not the original record.
+var ErrTrimmed = errors.New("dlq: entry was trimmed when quarantined")
+
 // ReplayConfig says what [Replay] replays, where to, and how fast.
 type ReplayConfig struct {
 	// Topic is the dead-letter topic to read. Required.
 	Topic string
 	// ResumeGroup is the consumer group whose committed offsets on Topic
 	// record the replay's progress: a run starts where the last run with
-	// the same ResumeGroup stopped, or at the start of Topic. Required.
-	// Replay never joins it as a member (see the package documentation).
+	// the same ResumeGroup stopped, whatever its Filter and Target, or at
+	// the start of Topic. Required. Replay never joins it as a member (see
+	// the package documentation).
 	ResumeGroup string
 	// Filter selects the entries to replay; the others are passed over.
 	Filter Filter
 	// Target returns the topic an entry is replayed to, or ok false to
 	// pass the entry over. It is called for undecodable entries too (Err
-	// != nil). Nil means the entry's original topic, and ok false for an
-	// undecodable entry or one without an original topic.
+	// != nil), not for trimmed ones, which are never replayed. Nil means
+	// the entry's original topic, and ok false for an undecodable entry or
+	// one without an original topic.
 	Target func(Entry) (topic string, ok bool)
 	// Rate bounds the records replayed per second; > 0, +Inf for no
 	// bound.
@@ -47,8 +59,16 @@ type ReplayConfig struct {
 	// is not replayed again. >= 1.
 	MaxReplays int
 	// DryRun reads and counts as a real run would, but produces nothing
-	// and commits nothing. It does not wait for Rate.
+	// and commits nothing. It does not wait for Rate. It counts as
+	// unreplayable the entries it can tell are (trimmed, target topic
+	// missing), not those a produce would reject.
 	DryRun bool
+	// OnUnreplayable, if not nil, is called for each entry counted in
+	// [ReplayStats.Unreplayable], with why it cannot be replayed: an
+	// error wrapping [ErrTrimmed], [ErrTargetMissing], or the produce
+	// error that retrying cannot fix. It is called from the goroutine
+	// running Replay, before the entry is committed past.
+	OnUnreplayable func(e Entry, err error)
 }
 
 func (c ReplayConfig) validate() error {
@@ -66,17 +86,19 @@ func (c ReplayConfig) validate() error {
 }
 
 // ReplayStats counts what a [Replay] run did with the entries it read.
-// Scanned = Skipped + Matched, and Matched = Replayed + LoopGuarded +
-// Undecodable + NoTarget, except for a run that stopped on an error, whose
-// last records may be counted as matched and not yet replayed.
+// Scanned = NotSelected + Matched, and Matched = Replayed + LoopGuarded +
+// Undecodable + NoTarget + Unreplayable, except for a run that stopped on
+// an error, whose last records may be counted as matched and not yet
+// replayed.
 type ReplayStats struct {
-	Scanned     int // entries read (control records of transactions are not entries)
-	Matched     int // entries the Filter selected
-	Replayed    int // entries replayed and acknowledged (DryRun: that would be replayed)
-	Skipped     int // entries the Filter passed over
-	LoopGuarded int // matched entries not replayed: replay count >= MaxReplays
-	Undecodable int // matched undecodable entries Target passed over
-	NoTarget    int // matched decodable entries Target passed over
+	Scanned      int // entries read (control records of transactions are not entries)
+	Matched      int // entries the Filter selected
+	Replayed     int // entries replayed and acknowledged (DryRun: that would be replayed)
+	NotSelected  int // entries the Filter passed over
+	LoopGuarded  int // matched entries not replayed: replay count >= MaxReplays
+	Undecodable  int // matched undecodable entries Target passed over
+	NoTarget     int // matched decodable entries Target passed over
+	Unreplayable int // matched entries that cannot be replayed: trimmed, target topic missing, or rejected for good (see ReplayConfig.OnUnreplayable)
 }
 
 // Replay and its commits. The bounds on what an interrupted run re-sends
@@ -115,11 +137,20 @@ const (
 // fails, as [Inspect] does, if opts consume anything themselves or set a
 // TransactionalID.
 //
+// An entry that cannot be replayed is counted in
+// [ReplayStats.Unreplayable], given to [ReplayConfig.OnUnreplayable] and
+// passed over, and the run goes on: an entry that was trimmed when it was
+// quarantined ([Entry.Trimmed]), one whose target topic does not exist, and
+// one whose replay the broker or the client rejected, even produced again
+// alone, with an error that retrying cannot fix
+// ([consumer.IsUnretryableProduceError]).
+//
 // It returns nil once every partition was read to its captured end and
-// every replayed record acknowledged and committed. If ctx ends first, it
-// stops reading, waits a bounded time for the records in flight, commits
-// what was acknowledged and returns an error wrapping ctx.Err(). A failed
-// produce or commit stops the run the same way, with that error. The stats
+// every replayed record acknowledged (or its entry passed over as
+// unreplayable) and committed. If ctx ends first, it stops reading, waits a
+// bounded time for the records in flight, commits what was acknowledged and
+// returns an error wrapping ctx.Err(). Any other failed produce, and a
+// failed commit, stop the run the same way, with that error. The stats
 // count what was done either way.
 func Replay(ctx context.Context, brokers []string, cfg ReplayConfig, opts ...kgo.Opt) (ReplayStats, error) {
 	return replay(ctx, brokers, cfg, opts, replayHooks{})
@@ -180,6 +211,7 @@ func replay(ctx context.Context, brokers []string, cfg ReplayConfig, opts []kgo.
 		pace:       newPacer(cfg.Rate),
 		st:         &st,
 		track:      newTracker(from),
+		topics:     make(map[string]error),
 		lastCommit: time.Now(),
 	}
 	if !cfg.DryRun {
@@ -193,18 +225,14 @@ func replay(ctx context.Context, brokers []string, cfg ReplayConfig, opts []kgo.
 
 	serr := scan(ctx, cl, cfg.Topic, from, bounds, func(r *kgo.Record) error { return rp.each(ctx, r) })
 	if serr == nil {
-		if err := rp.track.wait(ctx); err != nil {
-			serr = fmt.Errorf("dlq: replay interrupted: %w", err)
-		}
+		serr = rp.finish(ctx)
 	}
 	if serr != nil {
 		// Stopping: give the records in flight a bounded time.
 		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
 		rp.track.wait(gctx)
 		cancel()
-	}
-	if serr == nil {
-		serr = rp.track.failed()
+		rp.report()
 	}
 	if !cfg.DryRun && !hooks.noFinalCommit {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
@@ -232,8 +260,12 @@ func checkIdle(ctx context.Context, adm *kadm.Client, group string) error {
 	if g.Err != nil && !errors.Is(g.Err, kerr.GroupIDNotFound) {
 		return fmt.Errorf("dlq: describing resume group %q: %w", group, g.Err)
 	}
-	if len(g.Members) > 0 {
-		return fmt.Errorf("%w: %q has %d (state %s)", ErrResumeGroupActive, group, len(g.Members), g.State)
+	if n := len(g.Members); n > 0 {
+		members := "members"
+		if n == 1 {
+			members = "member"
+		}
+		return fmt.Errorf("%w: %q has %d %s (state %s)", ErrResumeGroupActive, group, n, members, g.State)
 	}
 	return nil
 }
@@ -271,6 +303,7 @@ type replayer struct {
 	pace    *pacer
 	st      *ReplayStats
 	track   *tracker
+	topics  map[string]error // target topics looked up: nil if entries can go there, else why not
 
 	sinceCommit int // entries read since the last commit
 	lastCommit  time.Time
@@ -278,7 +311,7 @@ type replayer struct {
 
 // each handles one record read from the dead-letter topic.
 func (rp *replayer) each(ctx context.Context, r *kgo.Record) error {
-	if err := rp.track.failed(); err != nil {
+	if err := rp.settle(ctx); err != nil {
 		return err
 	}
 	p := r.Partition
@@ -289,7 +322,7 @@ func (rp *replayer) each(ctx context.Context, r *kgo.Record) error {
 	rp.st.Scanned++
 	rp.sinceCommit++
 	e := NewEntry(r)
-	topic, ok, err := rp.decide(e)
+	topic, ok, err := rp.decide(ctx, e)
 	switch {
 	case err != nil:
 		return err
@@ -300,32 +333,34 @@ func (rp *replayer) each(ctx context.Context, r *kgo.Record) error {
 		rp.track.advance(p, r)
 		return rp.maybeCommit(ctx)
 	}
-	if err := rp.track.waitRoom(ctx); err != nil {
+	if err := rp.waitRoom(ctx); err != nil {
 		return err
 	}
 	if err := rp.pace.wait(ctx); err != nil {
 		return fmt.Errorf("dlq: replay interrupted: %w", err)
 	}
-	out := replayRecord(e, topic)
-	s := rp.track.produced(p, r)
-	rp.cl.Produce(rp.prodCtx, out, func(_ *kgo.Record, err error) {
-		if err != nil {
-			err = fmt.Errorf("dlq: replaying %s[%d]@%d to %q: %w", r.Topic, p, r.Offset, topic, err)
-		}
-		rp.track.done(p, s, err)
-	})
+	s := rp.track.produced(p, r, e, topic)
+	rp.cl.Produce(rp.prodCtx, replayRecord(e, topic), rp.promise(s))
 	return rp.maybeCommit(ctx)
+}
+
+func (rp *replayer) promise(s *slot) func(*kgo.Record, error) {
+	return func(_ *kgo.Record, err error) { rp.track.done(s, err) }
 }
 
 // decide returns the topic to replay e to, or ok false after counting why
 // e is passed over.
-func (rp *replayer) decide(e Entry) (topic string, ok bool, err error) {
+func (rp *replayer) decide(ctx context.Context, e Entry) (topic string, ok bool, err error) {
 	st := rp.st
 	if !rp.cfg.Filter.Match(e) {
-		st.Skipped++
+		st.NotSelected++
 		return "", false, nil
 	}
 	st.Matched++
+	if dropped, size, ok := e.Trimmed(); ok {
+		rp.unreplayable(e, trimmedError(dropped, size))
+		return "", false, nil
+	}
 	topic, ok = rp.target(e)
 	switch {
 	case !ok && e.Err != nil:
@@ -335,13 +370,128 @@ func (rp *replayer) decide(e Entry) (topic string, ok bool, err error) {
 		st.NoTarget++
 		return "", false, nil
 	case topic == "":
-		r := e.Record
-		return "", false, fmt.Errorf("dlq: Target returned an empty topic for %s[%d]@%d", r.Topic, r.Partition, r.Offset)
+		return "", false, fmt.Errorf("dlq: Target returned an empty topic for %s", recordAt(e.Record))
 	case replayCount(e) >= rp.cfg.MaxReplays:
 		st.LoopGuarded++
 		return "", false, nil
 	}
+	why, err := rp.lookUp(ctx, topic)
+	switch {
+	case err != nil:
+		return "", false, err
+	case why != nil:
+		rp.unreplayable(e, why)
+		return "", false, nil
+	}
 	return topic, true, nil
+}
+
+func trimmedError(dropped string, size int64) error {
+	if dropped == "" {
+		dropped = "?"
+	}
+	if size < 0 {
+		return fmt.Errorf("%w (dropped: %s)", ErrTrimmed, dropped)
+	}
+	return fmt.Errorf("%w (dropped: %s; the original had %d bytes)", ErrTrimmed, dropped, size)
+}
+
+// lookUp returns why entries cannot be replayed to topic, or nil if the
+// topic exists as far as metadata tells. It asks once per topic and run:
+// a topic created during the run is not seen, one deleted during it fails
+// the produces, which are then passed over.
+func (rp *replayer) lookUp(ctx context.Context, topic string) (why, err error) {
+	if why, ok := rp.topics[topic]; ok {
+		return why, nil
+	}
+	tds, err := rp.adm.ListTopics(ctx, topic)
+	switch td, ok := tds[topic]; {
+	case err != nil && consumer.IsUnretryableProduceError(err): // not authorized to describe it
+		why = fmt.Errorf("dlq: target topic %q: %w", topic, err)
+	case err != nil:
+		return nil, fmt.Errorf("dlq: looking up target topic %q: %w", topic, err)
+	case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+		why = fmt.Errorf("%w: %q", ErrTargetMissing, topic)
+	case td.Err != nil && consumer.IsUnretryableProduceError(td.Err):
+		why = fmt.Errorf("dlq: target topic %q: %w", topic, td.Err)
+	case td.Err != nil:
+		return nil, nil // passing, such as a leader election: let the produce see
+	}
+	rp.topics[topic] = why
+	return why, nil
+}
+
+// unreplayable counts and reports an entry that cannot be replayed.
+func (rp *replayer) unreplayable(e Entry, why error) {
+	rp.st.Unreplayable++
+	if rp.cfg.OnUnreplayable != nil {
+		rp.cfg.OnUnreplayable(e, why)
+	}
+}
+
+// report counts and reports the entries whose replay failed for good, and
+// lets the progress be committed past them.
+func (rp *replayer) report() {
+	for _, k := range rp.track.takeSkips() {
+		rp.unreplayable(k.s.entry, k.err)
+	}
+}
+
+// settle produces again, each alone and in turn, the records whose replay
+// failed with an error that retrying cannot fix, and reports the entries
+// that cannot be replayed. The first failure may come from another record
+// of the same batch (a batch too large for the topic, rejected whole): a
+// record alone fails only for what it is. It returns the error that stops
+// the run, if any.
+func (rp *replayer) settle(ctx context.Context) error {
+	if rp.track.hasRetries() {
+		// Nothing else in flight: the record goes in a batch of its own.
+		if err := rp.track.wait(ctx); err != nil {
+			return fmt.Errorf("dlq: replay interrupted: %w", err)
+		}
+		for _, s := range rp.track.takeRetries() {
+			if err := rp.pace.wait(ctx); err != nil {
+				return fmt.Errorf("dlq: replay interrupted: %w", err)
+			}
+			rp.track.resent()
+			rp.cl.Produce(rp.prodCtx, replayRecord(s.entry, s.topic), rp.promise(s))
+			if err := rp.track.wait(ctx); err != nil {
+				return fmt.Errorf("dlq: replay interrupted: %w", err)
+			}
+		}
+	}
+	rp.report()
+	return rp.track.failed()
+}
+
+// finish waits until every replayed record was acknowledged or its entry
+// passed over as unreplayable.
+func (rp *replayer) finish(ctx context.Context) error {
+	for {
+		if err := rp.track.wait(ctx); err != nil {
+			return fmt.Errorf("dlq: replay interrupted: %w", err)
+		}
+		if err := rp.settle(ctx); err != nil || !rp.track.hasRetries() {
+			return err
+		}
+	}
+}
+
+// waitRoom waits until fewer than maxPending records are pending.
+func (rp *replayer) waitRoom(ctx context.Context) error {
+	for {
+		if err := rp.settle(ctx); err != nil {
+			return err
+		}
+		if rp.track.pendingCount() < maxPending {
+			return nil
+		}
+		select {
+		case <-rp.track.changed:
+		case <-ctx.Done():
+			return fmt.Errorf("dlq: replay interrupted: %w", ctx.Err())
+		}
+	}
 }
 
 // replayCount returns the times e was replayed already. For an undecodable
@@ -381,6 +531,8 @@ func replayRecord(e Entry, topic string) *kgo.Record {
 	return out
 }
 
+func recordAt(r *kgo.Record) string { return fmt.Sprintf("%s[%d]@%d", r.Topic, r.Partition, r.Offset) }
+
 // maybeCommit commits the progress every commitEvery entries and every
 // commitInterval.
 func (rp *replayer) maybeCommit(ctx context.Context) error {
@@ -391,8 +543,9 @@ func (rp *replayer) maybeCommit(ctx context.Context) error {
 }
 
 // commit commits, for each partition, the offset below which every entry
-// was passed over or replayed and acknowledged.
+// was passed over, or replayed and acknowledged.
 func (rp *replayer) commit(ctx context.Context) error {
+	rp.report()
 	os := rp.track.toCommit(rp.cfg.Topic)
 	rp.sinceCommit, rp.lastCommit = 0, time.Now()
 	if len(os) == 0 {
@@ -405,31 +558,59 @@ func (rp *replayer) commit(ctx context.Context) error {
 	return nil
 }
 
+// unreplayableProduce reports whether a replay failed with an error that
+// producing the record again cannot fix: its target topic is gone (the
+// client gave up after its UnknownTopicRetries), or the error is one of
+// [consumer.IsUnretryableProduceError].
+func unreplayableProduce(err error) bool {
+	return errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) ||
+		consumer.IsUnretryableProduceError(err)
+}
+
 // tracker follows, per partition of the dead-letter topic, which replayed
 // records were acknowledged, and so how far the progress may be committed.
 // Produce promises call done from the client's goroutines; the rest is
 // called by the replaying goroutine.
+//
+// A replay that failed with an error retrying cannot fix (see
+// unreplayableProduce) is first queued to be produced again alone
+// (takeRetries), then, if it fails so again, queued to be reported
+// (takeSkips). Its slot is done, and the progress may pass it, only once
+// it was taken to be reported: nothing is committed past unreported.
 type tracker struct {
 	mu          sync.Mutex
 	parts       map[int32]*partProgress
-	pending     int   // replayed records in some pending list
-	outstanding int   // produced records whose promise was not called
-	acked       int   // produced records acknowledged
-	err         error // the first produce error
+	pending     int     // replayed records in some pending list
+	outstanding int     // produced records whose promise was not called
+	acked       int     // produced records acknowledged
+	err         error   // the first produce error that stops the run
+	retries     []*slot // failed for good, to be produced again alone
+	skips       []skip  // failed for good when produced alone, to be reported
 	changed     chan struct{}
 }
 
 type partProgress struct {
 	next      int64   // offset after the last record read
 	nextEpoch int32   // leader epoch of the last record read
-	pending   []*slot // replayed records from the first unacknowledged one on, by offset
+	pending   []*slot // replayed records from the first one not done on, by offset
 	committed int64   // offset last committed, -1 if none
 }
 
+// slot is a replayed record.
 type slot struct {
-	offset int64
-	epoch  int32
-	acked  bool
+	partition int32 // of the dead-letter topic
+	offset    int64
+	epoch     int32
+	entry     Entry  // to produce it again, or report it
+	topic     string // where it is replayed to
+	alone     bool   // produced again alone after an error retrying cannot fix
+	done      bool   // acknowledged, or reported as unreplayable
+}
+
+// skip is a replay that failed for good.
+type skip struct {
+	s   *slot
+	err error
 }
 
 func newTracker(from map[int32]int64) *tracker {
@@ -448,12 +629,12 @@ func (t *tracker) advance(p int32, r *kgo.Record) {
 	pp.next, pp.nextEpoch = r.Offset+1, r.LeaderEpoch
 }
 
-// produced records r as read and its replay as produced.
-func (t *tracker) produced(p int32, r *kgo.Record) *slot {
+// produced records r as read and its replay, e to topic, as produced.
+func (t *tracker) produced(p int32, r *kgo.Record, e Entry, topic string) *slot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	pp := t.parts[p]
-	s := &slot{offset: r.Offset, epoch: r.LeaderEpoch}
+	s := &slot{partition: p, offset: r.Offset, epoch: r.LeaderEpoch, entry: e, topic: topic}
 	pp.pending = append(pp.pending, s)
 	pp.next, pp.nextEpoch = r.Offset+1, r.LeaderEpoch
 	t.pending++
@@ -461,30 +642,81 @@ func (t *tracker) produced(p int32, r *kgo.Record) *slot {
 	return s
 }
 
+// resent records a slot taken from takeRetries as produced again.
+func (t *tracker) resent() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.outstanding++
+}
+
 // done records the outcome of the replay of s.
-func (t *tracker) done(p int32, s *slot, err error) {
+func (t *tracker) done(s *slot, err error) {
 	t.mu.Lock()
 	t.outstanding--
-	if err != nil {
-		if t.err == nil {
-			t.err = err
-		}
-	} else {
-		s.acked = true
+	switch {
+	case err == nil:
 		t.acked++
-		pp := t.parts[p]
-		n := 0
-		for n < len(pp.pending) && pp.pending[n].acked {
-			n++
+		t.finish(s)
+	case !unreplayableProduce(err):
+		if t.err == nil {
+			t.err = fmt.Errorf("dlq: replaying %s to %q: %w", recordAt(s.entry.Record), s.topic, err)
 		}
-		pp.pending = pp.pending[n:]
-		t.pending -= n
+	case !s.alone:
+		t.retries = append(t.retries, s)
+	case errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID):
+		t.skips = append(t.skips, skip{s, fmt.Errorf("%w: %q: %w", ErrTargetMissing, s.topic, err)})
+	default:
+		t.skips = append(t.skips, skip{s, fmt.Errorf("dlq: replaying to %q: %w", s.topic, err)})
 	}
 	t.mu.Unlock()
 	select {
 	case t.changed <- struct{}{}:
 	default:
 	}
+}
+
+// finish marks s done and drops the slots done from the head of its
+// partition's pending list. t.mu is held.
+func (t *tracker) finish(s *slot) {
+	s.done = true
+	pp := t.parts[s.partition]
+	n := 0
+	for n < len(pp.pending) && pp.pending[n].done {
+		n++
+	}
+	pp.pending = pp.pending[n:]
+	t.pending -= n
+}
+
+func (t *tracker) hasRetries() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.retries) > 0
+}
+
+// takeRetries returns the slots to produce again alone, and marks them so.
+func (t *tracker) takeRetries() []*slot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := t.retries
+	t.retries = nil
+	for _, s := range out {
+		s.alone = true
+	}
+	return out
+}
+
+// takeSkips returns the replays that failed for good, and marks their
+// slots done: the caller reports them before it commits.
+func (t *tracker) takeSkips() []skip {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := t.skips
+	t.skips = nil
+	for _, k := range out {
+		t.finish(k.s)
+	}
+	return out
 }
 
 func (t *tracker) failed() error {
@@ -499,24 +731,10 @@ func (t *tracker) ackedCount() int {
 	return t.acked
 }
 
-// waitRoom waits until fewer than maxPending records are pending.
-func (t *tracker) waitRoom(ctx context.Context) error {
-	for {
-		t.mu.Lock()
-		n, err := t.pending, t.err
-		t.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		if n < maxPending {
-			return nil
-		}
-		select {
-		case <-t.changed:
-		case <-ctx.Done():
-			return fmt.Errorf("dlq: replay interrupted: %w", ctx.Err())
-		}
-	}
+func (t *tracker) pendingCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pending
 }
 
 // wait waits until every produced record's promise was called, or ctx

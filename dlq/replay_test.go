@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -158,7 +160,7 @@ func TestReplayOutcomes(t *testing.T) {
 		cfg := replayCfg("a")
 		cfg.Filter.Reasons = []retrytopics.Reason{permanent, undecodable}
 		st := runReplay(t, brokers, cfg)
-		want := ReplayStats{Scanned: 7, Matched: 5, Skipped: 2, Replayed: 2, LoopGuarded: 1, Undecodable: 2}
+		want := ReplayStats{Scanned: 7, NotSelected: 2, Matched: 5, Replayed: 2, LoopGuarded: 1, Undecodable: 2}
 		if st != want {
 			t.Errorf("stats %+v, want %+v", st, want)
 		}
@@ -223,37 +225,259 @@ func TestReplayOutcomes(t *testing.T) {
 	})
 }
 
-// TestReplayProduceFailure replays to a topic that does not exist: the run
-// stops with the produce error, and commits nothing past the failed entry.
-func TestReplayProduceFailure(t *testing.T) {
+// TestReplayFilterChange replays with a filter, then without one, with
+// the same resume group: the position is the group's whatever the filter,
+// so nothing is replayed twice, and a new group with a filter that selects
+// only what the first run passed over replays just that.
+func TestReplayFilterChange(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 2, "dlq", "orders")
+	produce(t, brokers,
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: permanent}, "p1", "v", t0),
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: handlerError}, "h1", "v", t0),
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: permanent}, "p2", "v", t0),
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: handlerError}, "h2", "v", t0),
+	)
+	cfg := replayCfg("g")
+	cfg.Filter.Reasons = []retrytopics.Reason{permanent}
+	if st := runReplay(t, brokers, cfg); st != (ReplayStats{Scanned: 4, NotSelected: 2, Matched: 2, Replayed: 2}) {
+		t.Errorf("permanent: stats %+v", st)
+	}
+	if st := runReplay(t, brokers, replayCfg("g")); st != (ReplayStats{}) {
+		t.Errorf("no filter, same group: stats %+v, want nothing done", st)
+	}
+	cfg = replayCfg("h")
+	cfg.Filter.Reasons = []retrytopics.Reason{handlerError}
+	if st := runReplay(t, brokers, cfg); st != (ReplayStats{Scanned: 4, NotSelected: 2, Matched: 2, Replayed: 2}) {
+		t.Errorf("handler-error, new group: stats %+v", st)
+	}
+	if got := recordKeys(readAll(t, brokers, "orders")); !slices.Equal(got, []string{"h1", "h2", "p1", "p2"}) {
+		t.Errorf("orders holds %q, want each entry once", got)
+	}
+}
+
+// TestReplayMissingTarget replays a lane with an entry whose original topic
+// does not exist, between two good ones, three times: the first run
+// replays the good entries, skips the other with a notice naming it and
+// goes on; no later run re-sends anything.
+func TestReplayMissingTarget(t *testing.T) {
 	_, brokers := testkit.Cluster(t, 1, "dlq", "orders")
 	produce(t, brokers,
 		quarantined("dlq", meta{OriginalTopic: "orders", Reason: permanent}, "o1", "v", t0),
 		quarantined("dlq", meta{OriginalTopic: "ghost", Reason: permanent}, "g", "v", t0),
 		quarantined("dlq", meta{OriginalTopic: "orders", Reason: permanent}, "o2", "v", t0),
 	)
+	var skipped []string
+	dry := replayCfg("g")
+	dry.DryRun = true
+	dry.OnUnreplayable = func(e Entry, err error) { skipped = append(skipped, where(e.Record)) }
+	if st := runReplay(t, brokers, dry); st != (ReplayStats{Scanned: 3, Matched: 3, Replayed: 2, Unreplayable: 1}) || !slices.Equal(skipped, []string{"dlq[0]@1"}) {
+		t.Errorf("dry run: stats %+v, skipped %q; want 1 unreplayable, dlq[0]@1", st, skipped)
+	}
+	for run := 1; run <= 3; run++ {
+		skipped = nil
+		cfg := replayCfg("g")
+		cfg.OnUnreplayable = func(e Entry, err error) {
+			if !errors.Is(err, ErrTargetMissing) || !strings.Contains(err.Error(), `"ghost"`) {
+				t.Errorf("run %d: %s skipped with %v, want ErrTargetMissing naming ghost", run, where(e.Record), err)
+			}
+			skipped = append(skipped, where(e.Record))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		// UnknownTopicRetries(1): should a produce to ghost be tried, it
+		// fails fast.
+		st, err := Replay(ctx, brokers, cfg, kgo.UnknownTopicRetries(1))
+		cancel()
+		if err != nil {
+			t.Fatalf("run %d: %v (stats %+v)", run, err, st)
+		}
+		want, wantSkipped := ReplayStats{}, []string(nil)
+		if run == 1 {
+			want = ReplayStats{Scanned: 3, Matched: 3, Replayed: 2, Unreplayable: 1}
+			wantSkipped = []string{"dlq[0]@1"}
+		}
+		if st != want || !slices.Equal(skipped, wantSkipped) {
+			t.Errorf("run %d: stats %+v, skipped %q; want %+v, %q", run, st, skipped, want, wantSkipped)
+		}
+	}
+	got := readAll(t, brokers, "orders")
+	if keys := recordKeys(got); !slices.Equal(keys, []string{"o1", "o2"}) {
+		t.Errorf("orders holds %q after three runs, want each good entry once", keys)
+	}
+	if got, want := committed(t, brokers, "g", "dlq"), endOffsets(t, brokers, "dlq"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("committed %v, want the end offsets %v", got, want)
+	}
+}
+
+// TestReplayTargetDeleted deletes the target topic during the run, after
+// Replay saw it: the produces to it fail, and their entries are skipped
+// as those of a missing topic.
+func TestReplayTargetDeleted(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 1, "dlq", "doomed")
+	produce(t, brokers,
+		quarantined("dlq", meta{OriginalTopic: "doomed", Reason: permanent}, "d1", "v", t0),
+		quarantined("dlq", meta{OriginalTopic: "doomed", Reason: permanent}, "d2", "v", t0),
+		quarantined("dlq", meta{OriginalTopic: "doomed", Reason: permanent}, "d3", "v", t0),
+	)
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	st, err := Replay(ctx, brokers, replayCfg("g"), kgo.UnknownTopicRetries(1))
-	if !errors.Is(err, kerr.UnknownTopicOrPartition) || !strings.Contains(err.Error(), "ghost") {
-		t.Fatalf("Replay: %v, want UnknownTopicOrPartition naming ghost", err)
+	var skipped []string
+	cfg := replayCfg("g")
+	cfg.Target = func(e Entry) (string, bool) {
+		if string(e.Record.Key) == "d2" {
+			resp, err := kadm.NewClient(adm).DeleteTopic(ctx, "doomed")
+			if err == nil {
+				err = resp.Err
+			}
+			if err != nil {
+				t.Errorf("deleting doomed: %v", err)
+			}
+		}
+		return "doomed", true
 	}
-	if c := committed(t, brokers, "g", "dlq"); c[0] > 1 {
-		t.Errorf("committed %v: past the failed entry at offset 1", c)
+	cfg.OnUnreplayable = func(e Entry, err error) {
+		if !errors.Is(err, ErrTargetMissing) || !strings.Contains(err.Error(), `"doomed"`) {
+			t.Errorf("%s skipped with %v, want ErrTargetMissing naming doomed", where(e.Record), err)
+		}
+		skipped = append(skipped, where(e.Record))
 	}
-	t.Logf("stats %+v, error: %v", st, err)
+	st, err := Replay(ctx, brokers, cfg, kgo.UnknownTopicRetries(1))
+	if err != nil {
+		t.Fatalf("Replay: %v (stats %+v)", err, st)
+	}
+	// d1 may have been acknowledged before the topic went, or not.
+	if st.Replayed+st.Unreplayable != 3 || st.Unreplayable < 2 || len(skipped) != st.Unreplayable {
+		t.Errorf("stats %+v, skipped %q; want d2 and d3 (and perhaps d1) skipped, the rest replayed", st, skipped)
+	}
+	if got, want := committed(t, brokers, "g", "dlq"), endOffsets(t, brokers, "dlq"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("committed %v, want the end offsets %v", got, want)
+	}
+}
 
-	// Once the topic exists, the same resume group finishes the job.
-	createTopic(t, brokers, "ghost")
-	if _, err := Replay(ctx, brokers, replayCfg("g")); err != nil {
-		t.Fatalf("second run: %v", err)
+// TestReplayUnretryableProduce replays to a topic that takes batches of
+// at most 2 KiB: the entry too large for it is skipped with the broker's
+// error, and the small ones, whatever batch they shared with it, are
+// replayed once each.
+func TestReplayUnretryableProduce(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 1, "dlq")
+	limit := "2048"
+	createTopic(t, brokers, "small", map[string]*string{"max.message.bytes": &limit})
+	var entries []*kgo.Record
+	var want []string
+	for i := range 20 {
+		k, v := fmt.Sprintf("k%02d", i), "v"
+		if i == 7 {
+			v = string(incompressible(8192))
+		} else {
+			want = append(want, k)
+		}
+		entries = append(entries, quarantined("dlq", meta{OriginalTopic: "small", Reason: permanent}, k, v, t0))
 	}
-	if n := len(readAll(t, brokers, "ghost")); n != 1 {
-		t.Errorf("ghost holds %d records, want 1", n)
+	produce(t, brokers, entries...)
+	for run := 1; run <= 2; run++ {
+		var skipped []string
+		cfg := replayCfg("g")
+		cfg.OnUnreplayable = func(e Entry, err error) {
+			if !errors.Is(err, kerr.MessageTooLarge) || !strings.Contains(err.Error(), `"small"`) {
+				t.Errorf("run %d: %s skipped with %v, want MessageTooLarge naming small", run, where(e.Record), err)
+			}
+			skipped = append(skipped, where(e.Record))
+		}
+		st := runReplay(t, brokers, cfg)
+		wantSt, wantSkipped := ReplayStats{}, []string(nil)
+		if run == 1 {
+			wantSt = ReplayStats{Scanned: 20, Matched: 20, Replayed: 19, Unreplayable: 1}
+			wantSkipped = []string{"dlq[0]@7"}
+		}
+		if st != wantSt || !slices.Equal(skipped, wantSkipped) {
+			t.Errorf("run %d: stats %+v, skipped %q; want %+v, %q", run, st, skipped, wantSt, wantSkipped)
+		}
 	}
-	if n := len(readAll(t, brokers, "orders")); n < 2 {
-		t.Errorf("orders holds %d records, want at least 2", n)
+	if got := recordKeys(readAll(t, brokers, "small")); !slices.Equal(got, want) {
+		t.Errorf("small holds %q, want %q", got, want)
 	}
+	if got, want := committed(t, brokers, "g", "dlq"), endOffsets(t, brokers, "dlq"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("committed %v, want the end offsets %v", got, want)
+	}
+}
+
+// incompressible returns n bytes that no codec shrinks much.
+func incompressible(n int) []byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// trimmed returns a quarantined record as the quarantine writer writes
+// one too large for the dead-letter topic: value dropped, and the headers
+// saying so.
+func trimmed(dlqTopic string, m retrytopics.Meta, key string, size string) *kgo.Record {
+	r := quarantined(dlqTopic, m, key, "", t0)
+	r.Value = nil
+	r.Headers = append(r.Headers,
+		kgo.RecordHeader{Key: retrytopics.HeaderTrimmed, Value: []byte("value")},
+		kgo.RecordHeader{Key: retrytopics.HeaderOriginalSize, Value: []byte(size)},
+	)
+	return r
+}
+
+// TestReplayTrimmed passes over, with a notice, an entry whose value was
+// dropped when it was quarantined, whatever its target and whether or not
+// its headers decode.
+func TestReplayTrimmed(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 1, "dlq", "orders", "rescue")
+	produce(t, brokers,
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: permanent}, "ok1", "v", t0),
+		trimmed("dlq", meta{OriginalTopic: "orders", Reason: permanent}, "big", "2097152"),
+		quarantined("dlq", meta{OriginalTopic: "orders", Reason: permanent}, "ok2", "v", t0),
+	)
+	for _, c := range []struct {
+		name   string
+		mod    func(*ReplayConfig)
+		target string // "" for none: a dry run
+	}{
+		{"dry run", func(c *ReplayConfig) { c.DryRun = true }, ""},
+		{"original topic", func(*ReplayConfig) {}, "orders"},
+		{"target takes everything", func(c *ReplayConfig) { c.Target = func(Entry) (string, bool) { return "rescue", true } }, "rescue"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var skipped []string
+			cfg := replayCfg(c.name)
+			c.mod(&cfg)
+			cfg.OnUnreplayable = func(e Entry, err error) {
+				if !errors.Is(err, ErrTrimmed) || !strings.Contains(err.Error(), "value") || !strings.Contains(err.Error(), "2097152") {
+					t.Errorf("%s skipped with %v, want ErrTrimmed saying what was dropped and the original size", where(e.Record), err)
+				}
+				skipped = append(skipped, where(e.Record))
+			}
+			st := runReplay(t, brokers, cfg)
+			if want := (ReplayStats{Scanned: 3, Matched: 3, Replayed: 2, Unreplayable: 1}); st != want || !slices.Equal(skipped, []string{"dlq[0]@1"}) {
+				t.Errorf("stats %+v, skipped %q; want %+v, dlq[0]@1", st, skipped, want)
+			}
+			if c.target == "" {
+				return
+			}
+			if got := recordKeys(readAll(t, brokers, c.target)); !slices.Equal(got, []string{"ok1", "ok2"}) {
+				t.Errorf("%s holds %q, want ok1 and ok2", c.target, got)
+			}
+		})
+	}
+}
+
+func recordKeys(rs []*kgo.Record) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r.Key)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func TestReplayResume(t *testing.T) {
@@ -410,8 +634,8 @@ func TestReplayResumeGroupActive(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the member was never assigned partitions")
 	}
-	if _, err := Replay(ctx, brokers, replayCfg("app")); !errors.Is(err, ErrResumeGroupActive) {
-		t.Errorf("Replay into a group with a member: %v, want ErrResumeGroupActive", err)
+	if _, err := Replay(ctx, brokers, replayCfg("app")); !errors.Is(err, ErrResumeGroupActive) || !strings.Contains(err.Error(), `"app" has 1 member (`) {
+		t.Errorf("Replay into a group with a member: %v, want ErrResumeGroupActive saying it has 1 member", err)
 	}
 	member.Close()
 	<-polled

@@ -4,18 +4,20 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/dlq"
 	"github.com/floodgate-kafka/floodgate/retrytopics"
@@ -201,7 +203,11 @@ func dlqInspectCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 			"(the original ones; all of them for an undecodable entry), meta (the\n"+
 			"decoded floodgate metadata, null if undecodable) and decode_error. Keys,\n"+
 			"values and header values are strings when they are UTF-8, else base64\n"+
-			"with key_encoding, value_encoding or encoding set to \"base64\".\n\nflags:\n")
+			"with key_encoding, value_encoding or encoding set to \"base64\".\n\n"+
+			"An entry trimmed when it was quarantined (the original was too large for\n"+
+			"the dead-letter topic, so its value, or more, was dropped) shows TRIMMED=\n"+
+			"with what was dropped and original-size= (JSON: trimmed, original_size).\n"+
+			"dlq replay skips such entries.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args, stderr); code >= 0 {
@@ -246,7 +252,7 @@ func dlqInspectCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *limit > 0 && n >= *limit {
 		more = " (--limit reached)"
 	}
-	fmt.Fprintf(stderr, "floodgate dlq inspect: %d entries%s\n", n, more)
+	fmt.Fprintf(stderr, "floodgate dlq inspect: %s%s\n", entries(n), more)
 	return 0
 }
 
@@ -255,8 +261,18 @@ func entryLine(e dlq.Entry) string {
 	r := e.Record
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s[%d]@%d %s", r.Topic, r.Partition, r.Offset, r.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+	trimmed := ""
+	if dropped, size, ok := e.Trimmed(); ok {
+		trimmed = " TRIMMED=" + dropped // "value", "value,key,headers"
+		if dropped == "" || strings.Trim(dropped, "abcdefghijklmnopqrstuvwxyz,") != "" {
+			trimmed = " TRIMMED=" + strconv.Quote(clip(dropped, 100))
+		}
+		if size >= 0 {
+			trimmed += fmt.Sprintf(" original-size=%dB", size)
+		}
+	}
 	if e.Err != nil {
-		fmt.Fprintf(&b, " UNDECODABLE key=%s value=%dB decode-error=%q", textBytes(r.Key), len(r.Value), clip(e.Err.Error(), 200))
+		fmt.Fprintf(&b, " UNDECODABLE key=%s value=%dB%s decode-error=%q", textBytes(r.Key), len(r.Value), trimmed, clip(e.Err.Error(), 200))
 		return b.String()
 	}
 	m := e.Meta
@@ -264,8 +280,8 @@ func entryLine(e dlq.Entry) string {
 	if reason == "" {
 		reason = "-"
 	}
-	fmt.Fprintf(&b, " %s %s[%d]@%d attempt=%d replays=%d key=%s value=%dB",
-		reason, m.OriginalTopic, m.OriginalPartition, m.OriginalOffset, m.Attempt, m.ReplayCount, textBytes(r.Key), len(r.Value))
+	fmt.Fprintf(&b, " %s %s[%d]@%d attempt=%d replays=%d key=%s value=%dB%s",
+		reason, m.OriginalTopic, m.OriginalPartition, m.OriginalOffset, m.Attempt, m.ReplayCount, textBytes(r.Key), len(r.Value), trimmed)
 	if m.Error != "" {
 		fmt.Fprintf(&b, " error=%q", clip(m.Error, 200))
 	}
@@ -308,6 +324,8 @@ type jsonEntry struct {
 	Headers       []jsonHeader `json:"headers"`
 	Meta          *jsonMeta    `json:"meta"`
 	DecodeError   string       `json:"decode_error,omitempty"`
+	Trimmed       *string      `json:"trimmed,omitempty"`       // what was dropped, if the entry was trimmed when quarantined
+	OriginalSize  *int64       `json:"original_size,omitempty"` // of a trimmed entry's original, in bytes, if known
 }
 
 type jsonHeader struct {
@@ -356,6 +374,12 @@ func entryJSON(e dlq.Entry) jsonEntry {
 	j := jsonEntry{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UTC(), Headers: []jsonHeader{}}
 	j.Key, j.KeyEncoding = jsonBytes(r.Key)
 	j.Value, j.ValueEncoding = jsonBytes(r.Value)
+	if dropped, size, ok := e.Trimmed(); ok {
+		j.Trimmed = &dropped
+		if size >= 0 {
+			j.OriginalSize = &size
+		}
+	}
 	for _, h := range r.Headers {
 		if e.Err == nil && strings.HasPrefix(h.Key, retrytopics.HeaderPrefix) {
 			continue // shown decoded in meta
@@ -392,7 +416,7 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	fs := flag.NewFlagSet("floodgate dlq replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d.register(fs)
-	resumeID := fs.String("resume-id", "", "consumer group that records the replay's progress (default: derived from --topic, the filter flags, --to-topic and --undecodable)")
+	resumeID := fs.String("resume-id", "", "consumer group that records how far replays got in --topic, whatever the other flags (default floodgate-dlq-replay.<topic>)")
 	toTopic := fs.String("to-topic", "", "replay to this topic instead of each entry's original topic")
 	rate := fs.Float64("rate", 100, "replay at most this many records per second")
 	maxReplays := fs.Int("max-replays", 3, "loop guard: do not replay entries already replayed this many times")
@@ -404,12 +428,24 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 			"back to their original topics (or --to-topic): same key, value and original\n"+
 			"headers, with floodgate-replay-count one more than the entry's and no other\n"+
 			"floodgate header, so each is a fresh first attempt. It reads up to the end\n"+
-			"of the topic as of when it starts, and records its progress as the offsets\n"+
-			"of the consumer group --resume-id: an interrupted replay run again with the\n"+
-			"same --resume-id goes on where it stopped (re-sending at most the last 100\n"+
-			"records, 200 if the process was killed), and a finished one replays only\n"+
-			"entries quarantined since. Entries passed over (filtered out, loop guarded,\n"+
-			"undecodable) are consumed too. Stats are printed at the end.\n\nflags:\n")
+			"of the topic as of when it starts.\n\n"+
+			"Resuming: a run records how far it got in the topic as the offsets of a\n"+
+			"consumer group, the resume id: floodgate-dlq-replay.<topic>, or --resume-id.\n"+
+			"The next run with the same resume id starts there, whatever its filter\n"+
+			"flags, --to-topic or --undecodable: an interrupted run goes on where it\n"+
+			"stopped (re-sending at most the last 100 records, 200 if the process was\n"+
+			"killed), a finished one replays only entries quarantined since, and no run\n"+
+			"re-sends what an earlier one replayed. Entries a run passed over (not\n"+
+			"selected by the filter flags, loop guarded, undecodable, skipped) are\n"+
+			"behind that position too: to replay them later, use a new --resume-id (it\n"+
+			"starts at the beginning of the topic) with filter flags that select only\n"+
+			"them.\n\n"+
+			"Entries that cannot be replayed (trimmed when quarantined, target topic\n"+
+			"missing, or rejected by the broker for good) are skipped with a warning on\n"+
+			"stderr naming each. Stats are printed at the end.\n\n"+
+			"Exit status: 0 done; 1 an error stopped the run (run again, it goes on);\n"+
+			"2 bad flags; 3 done, but some entries could not be replayed and were\n"+
+			"skipped (with --dry-run: would be).\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args, stderr); code >= 0 {
@@ -443,8 +479,8 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	derived := ""
 	if cfg.ResumeGroup == "" {
-		cfg.ResumeGroup = resumeGroupFor(d.topic, filter, *toTopic, *undecodableToo)
-		derived = " (derived from the flags; pass --resume-id to choose one)"
+		cfg.ResumeGroup = resumeGroupFor(d.topic)
+		derived = " (the topic's default)"
 	}
 	target := "their original topics"
 	if *toTopic != "" {
@@ -454,22 +490,41 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if *dryRun {
 		dry = "dry run: "
 	}
+	if *toTopic != "" {
+		// Every entry would be skipped as unreplayable, and committed
+		// past: a typo must not consume the whole lane.
+		if err := checkTopic(ctx, brokers, *toTopic); err != nil {
+			fmt.Fprintf(stderr, "floodgate dlq replay: --to-topic %q %v\n", *toTopic, err)
+			return 1
+		}
+	}
+	skip := "skipped"
+	if *dryRun {
+		skip = "would skip"
+	}
+	cfg.OnUnreplayable = func(e dlq.Entry, why error) {
+		fmt.Fprintf(stderr, "floodgate dlq replay: %s %s: %v\n", skip, entryAt(e), why)
+	}
 	fmt.Fprintf(stdout, "%sreplaying %q to %s at %v/s, max replays %d, resume id %s%s\n",
 		dry, d.topic, target, *rate, *maxReplays, cfg.ResumeGroup, derived)
 
 	start := time.Now()
 	st, err := dlq.Replay(ctx, brokers, cfg)
-	fmt.Fprintf(stdout, "floodgate dlq replay: scanned=%d matched=%d replayed=%d skipped=%d loop-guarded=%d undecodable=%d no-target=%d elapsed=%.1fs",
-		st.Scanned, st.Matched, st.Replayed, st.Skipped, st.LoopGuarded, st.Undecodable, st.NoTarget, time.Since(start).Seconds())
-	if *dryRun {
-		fmt.Fprint(stdout, " (dry run: replayed counts what would be; nothing produced or committed)")
+	if err == nil || st != (dlq.ReplayStats{}) { // no line of zeros before an error
+		printReplayStats(stdout, st, time.Since(start), *dryRun, cfg.ResumeGroup)
 	}
-	fmt.Fprintln(stdout)
 	switch {
-	case err == nil:
+	case err == nil && st.Unreplayable == 0:
 		return 0
+	case err == nil && *dryRun:
+		fmt.Fprintf(stderr, "floodgate dlq replay: a run would skip %s that cannot be replayed (listed above)\n", entries(st.Unreplayable))
+		return exitSkipped
+	case err == nil:
+		fmt.Fprintf(stderr, "floodgate dlq replay: skipped %s that cannot be replayed (listed above); later runs with resume id %s do not retry them\n",
+			entries(st.Unreplayable), cfg.ResumeGroup)
+		return exitSkipped
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		fmt.Fprintf(stderr, "floodgate dlq replay: interrupted; run again with --resume-id %s to go on\n", cfg.ResumeGroup)
+		fmt.Fprintf(stderr, "floodgate dlq replay: interrupted; run it again with resume id %s to go on\n", cfg.ResumeGroup)
 	case errors.Is(err, dlq.ErrResumeGroupActive):
 		fmt.Fprintf(stderr, "floodgate dlq replay: %v; pick another --resume-id\n", err)
 	default:
@@ -478,28 +533,69 @@ func dlqReplayCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	return 1
 }
 
-// resumeGroupFor derives a resume group from what selects and routes the
-// entries: the same flags resume the same replay.
-func resumeGroupFor(topic string, f dlq.Filter, toTopic string, undecodable bool) string {
-	rs := make([]string, len(f.Reasons))
-	for i, r := range f.Reasons {
-		rs[i] = string(r)
+// printReplayStats prints the stats line of a replay run, and a note when
+// the filter passed entries over.
+func printReplayStats(w io.Writer, st dlq.ReplayStats, elapsed time.Duration, dryRun bool, resumeID string) {
+	fmt.Fprintf(w, "floodgate dlq replay: scanned=%d not-selected=%d matched=%d replayed=%d loop-guarded=%d undecodable=%d no-target=%d unreplayable=%d elapsed=%.1fs",
+		st.Scanned, st.NotSelected, st.Matched, st.Replayed, st.LoopGuarded, st.Undecodable, st.NoTarget, st.Unreplayable, elapsed.Seconds())
+	if dryRun {
+		fmt.Fprint(w, " (dry run: replayed counts what would be; nothing produced or committed)")
 	}
-	slices.Sort(rs)
-	ts := func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format(time.RFC3339Nano)
+	fmt.Fprintln(w)
+	if st.NotSelected > 0 && !dryRun {
+		fmt.Fprintf(w, "floodgate dlq replay: %s not selected by the filter flags were passed over; later runs with resume id %s start after them\n",
+			entries(st.NotSelected), resumeID)
 	}
-	key := "any"
-	if f.Key != nil {
-		key = "=" + string(f.Key)
+}
+
+// exitSkipped is the exit status of a replay that went through the lane
+// but skipped entries that cannot be replayed.
+const exitSkipped = 3
+
+// entries returns "1 entry" or "n entries".
+func entries(n int) string {
+	if n == 1 {
+		return "1 entry"
 	}
-	h := fnv.New64a()
-	for _, part := range []string{strings.Join(rs, ","), ts(f.From), ts(f.To), key, f.OriginalTopic, toTopic, strconv.FormatBool(undecodable)} {
-		h.Write([]byte(part))
-		h.Write([]byte{0})
+	return strconv.Itoa(n) + " entries"
+}
+
+// entryAt names an entry by where it is, and where it came from if known:
+// "dlq[0]@12 (orders[3]@4711)".
+func entryAt(e dlq.Entry) string {
+	r := e.Record
+	s := fmt.Sprintf("%s[%d]@%d", r.Topic, r.Partition, r.Offset)
+	if e.Err == nil && e.Meta.OriginalTopic != "" {
+		s += fmt.Sprintf(" (%s[%d]@%d)", e.Meta.OriginalTopic, e.Meta.OriginalPartition, e.Meta.OriginalOffset)
 	}
-	return "floodgate-dlq-replay." + topic + "." + hex.EncodeToString(h.Sum(nil))
+	return s
+}
+
+// checkTopic returns an error saying why topic cannot be written to, as
+// far as metadata tells: "does not exist", or the error.
+func checkTopic(ctx context.Context, brokers []string, topic string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("could not be looked up: %w", err)
+	}
+	switch td, ok := tds[topic]; {
+	case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+		return errors.New("does not exist")
+	case td.Err != nil:
+		return fmt.Errorf("could not be looked up: %w", td.Err)
+	}
+	return nil
+}
+
+// resumeGroupFor returns the default resume group of the dead-letter topic
+// topic. It depends on nothing else: one position per topic, so that a run
+// with other filter flags or another target goes on where the last one
+// stopped and never re-sends what it replayed.
+func resumeGroupFor(topic string) string {
+	return "floodgate-dlq-replay." + topic
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/floodgate-kafka/floodgate/dlq"
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
 	"github.com/floodgate-kafka/floodgate/retrytopics"
 )
@@ -116,7 +115,7 @@ func TestDLQInspect(t *testing.T) {
 	base := []string{"dlq", "inspect", "--brokers", brokers, "--topic", "dlq"}
 
 	code, out, errs := runCLI(t, base...)
-	if code != 0 || len(lines(out)) != 3 || !strings.Contains(errs, "3 entries") {
+	if code != 0 || len(lines(out)) != 3 || !strings.Contains(errs, "inspect: 3 entries\n") {
 		t.Fatalf("inspect: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	for _, want := range []string{
@@ -135,7 +134,7 @@ func TestDLQInspect(t *testing.T) {
 		t.Errorf("filtered inspect: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, errs = runCLI(t, append(base, "--limit", "1")...)
-	if code != 0 || len(lines(out)) != 1 || !strings.Contains(errs, "--limit reached") {
+	if code != 0 || len(lines(out)) != 1 || !strings.Contains(errs, "inspect: 1 entry (--limit reached)") {
 		t.Errorf("inspect --limit 1: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, _ = runCLI(t, append(base, "--key", "k1", "--original-topic", "orders")...)
@@ -182,22 +181,22 @@ func TestDLQReplay(t *testing.T) {
 	base := []string{"dlq", "replay", "--brokers", strings.Join(brokers, ","), "--topic", "dlq", "--rate", "1000"}
 
 	code, out, errs := runCLI(t, append(base, "--dry-run")...)
-	if code != 0 || !strings.Contains(out, "scanned=3 matched=3 replayed=2 skipped=0 loop-guarded=0 undecodable=1 no-target=0") ||
-		!strings.Contains(out, "dry run") || !strings.Contains(out, "resume id floodgate-dlq-replay.dlq.") {
+	if code != 0 || !strings.Contains(out, "scanned=3 not-selected=0 matched=3 replayed=2 loop-guarded=0 undecodable=1 no-target=0") ||
+		!strings.Contains(out, "dry run") || !strings.Contains(out, "resume id floodgate-dlq-replay.dlq (the topic's default)\n") {
 		t.Fatalf("dry run: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, errs = runCLI(t, base...)
-	if code != 0 || !strings.Contains(out, "scanned=3 matched=3 replayed=2 ") {
+	if code != 0 || !strings.Contains(out, "scanned=3 not-selected=0 matched=3 replayed=2 ") {
 		t.Fatalf("replay: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	// The same flags derive the same resume id: nothing is left.
+	// The same resume id: nothing is left.
 	code, out, errs = runCLI(t, base...)
-	if code != 0 || !strings.Contains(out, "scanned=0 matched=0 replayed=0 ") {
+	if code != 0 || !strings.Contains(out, "scanned=0 not-selected=0 matched=0 replayed=0 ") {
 		t.Errorf("second replay: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	// Other flags, another resume id: everything again, undecodable too.
-	code, out, errs = runCLI(t, append(base, "--to-topic", "rescue", "--undecodable", "--max-replays", "1")...)
-	if code != 0 || !strings.Contains(out, "scanned=3 matched=3 replayed=2 skipped=0 loop-guarded=1 ") {
+	// Another resume id: everything again, undecodable too.
+	code, out, errs = runCLI(t, append(base, "--resume-id", "again", "--to-topic", "rescue", "--undecodable", "--max-replays", "1")...)
+	if code != 0 || !strings.Contains(out, "scanned=3 not-selected=0 matched=3 replayed=2 loop-guarded=1 ") {
 		t.Errorf("replay to rescue: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, _ = runCLI(t, "dlq", "inspect", "--brokers", strings.Join(brokers, ","), "--topic", "rescue")
@@ -206,7 +205,7 @@ func TestDLQReplay(t *testing.T) {
 	}
 
 	code, out, errs = runCLI(t, append(base, "--resume-id", "mine", "--original-topic", "orders")...)
-	if code != 0 || !strings.Contains(out, "resume id mine\n") || !strings.Contains(out, "replayed=1 skipped=2") {
+	if code != 0 || !strings.Contains(out, "resume id mine\n") || !strings.Contains(out, "not-selected=2 matched=1 replayed=1 ") {
 		t.Errorf("replay --resume-id mine: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 
@@ -219,27 +218,199 @@ func TestDLQReplay(t *testing.T) {
 }
 
 func TestResumeGroupFor(t *testing.T) {
-	a := resumeGroupFor("dlq", dlqFilter("permanent,handler-error"), "", false)
-	if a != resumeGroupFor("dlq", dlqFilter("handler-error,permanent"), "", false) {
-		t.Error("the order of reasons changes the resume id")
-	}
-	for _, other := range []string{
-		resumeGroupFor("dlq2", dlqFilter("permanent,handler-error"), "", false),
-		resumeGroupFor("dlq", dlqFilter("permanent"), "", false),
-		resumeGroupFor("dlq", dlqFilter("permanent,handler-error"), "x", false),
-		resumeGroupFor("dlq", dlqFilter("permanent,handler-error"), "x", true),
-	} {
-		if other == a {
-			t.Errorf("different flags, same resume id %s", a)
-		}
+	if a, b := resumeGroupFor("dlq"), resumeGroupFor("dlq2"); a != "floodgate-dlq-replay.dlq" || a == b {
+		t.Errorf("resume ids %q and %q, want floodgate-dlq-replay.<topic>", a, b)
 	}
 }
 
-func dlqFilter(reasons string) (f dlq.Filter) {
-	var r reasonsFlag
-	if err := r.Set(reasons); err != nil {
-		panic(err)
+// laneCluster starts kfake with topics of one partition and writes rs to
+// them.
+func laneCluster(t *testing.T, topics []string, rs ...*kgo.Record) []string {
+	t.Helper()
+	_, brokers := testkit.Cluster(t, 1, topics...)
+	produceTo(t, brokers, rs...)
+	return brokers
+}
+
+func produceTo(t *testing.T, brokers []string, rs ...*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.Reasons = r
-	return f
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// entry returns a record of the dead-letter topic "dlq" quarantined from
+// topic at offset.
+func entry(topic string, offset int64, key string) *kgo.Record {
+	m := retrytopics.Meta{OriginalTopic: topic, OriginalOffset: offset, Attempt: 3, Reason: retrytopics.ReasonPermanent, Error: "boom"}
+	return &kgo.Record{Topic: "dlq", Key: []byte(key), Value: []byte("value"), Timestamp: dlqT0, Headers: m.Encode(nil)}
+}
+
+// trimmedEntry returns entry with its value dropped, as the quarantine
+// writer trims a record too large for the dead-letter topic.
+func trimmedEntry(topic string, offset int64, key string) *kgo.Record {
+	r := entry(topic, offset, key)
+	r.Value = nil
+	r.Headers = append(r.Headers,
+		kgo.RecordHeader{Key: retrytopics.HeaderTrimmed, Value: []byte("value")},
+		kgo.RecordHeader{Key: retrytopics.HeaderOriginalSize, Value: []byte("2097152")})
+	return r
+}
+
+// TestDLQReplaySkips replays a lane holding an entry for a topic that does
+// not exist and a trimmed one between good ones, three times: the first
+// run replays the good ones, warns about each other one and exits with 3;
+// the next ones find nothing to do.
+func TestDLQReplaySkips(t *testing.T) {
+	brokers := laneCluster(t, []string{"dlq", "orders"},
+		entry("orders", 10, "o1"), entry("ghost", 11, "g"), trimmedEntry("orders", 12, "big"), entry("orders", 13, "o2"))
+	base := []string{"dlq", "replay", "--brokers", strings.Join(brokers, ","), "--topic", "dlq", "--rate", "1000"}
+
+	code, out, errs := runCLI(t, append(base, "--dry-run")...)
+	if code != 3 || !strings.Contains(out, "replayed=2 ") || !strings.Contains(out, "unreplayable=2") ||
+		!strings.Contains(errs, "would skip dlq[0]@1 (ghost[0]@11)") || !strings.Contains(errs, "a run would skip 2 entries") {
+		t.Errorf("dry run: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	for run := 1; run <= 3; run++ {
+		code, out, errs := runCLI(t, base...)
+		if run == 1 {
+			for _, want := range []string{
+				`floodgate dlq replay: skipped dlq[0]@1 (ghost[0]@11): dlq: target topic does not exist: "ghost"`,
+				`floodgate dlq replay: skipped dlq[0]@2 (orders[0]@12): dlq: entry was trimmed when quarantined (dropped: value; the original had 2097152 bytes)`,
+				`floodgate dlq replay: skipped 2 entries that cannot be replayed`,
+			} {
+				if !strings.Contains(errs, want) {
+					t.Errorf("run 1: stderr lacks %s:\n%s", want, errs)
+				}
+			}
+			if code != 3 || !strings.Contains(out, "scanned=4 not-selected=0 matched=4 replayed=2 loop-guarded=0 undecodable=0 no-target=0 unreplayable=2 ") {
+				t.Errorf("run 1: status %d, want 3; stdout:\n%s\nstderr:\n%s", code, out, errs)
+			}
+			continue
+		}
+		if code != 0 || !strings.Contains(out, "scanned=0 ") || strings.Contains(errs, "skipped") {
+			t.Errorf("run %d: status %d, stdout:\n%s\nstderr:\n%s", run, code, out, errs)
+		}
+	}
+	code, out, _ = runCLI(t, "dlq", "inspect", "--brokers", strings.Join(brokers, ","), "--topic", "orders")
+	if code != 0 || len(lines(out)) != 2 || !strings.Contains(out, `key="o1"`) || !strings.Contains(out, `key="o2"`) {
+		t.Errorf("orders after three runs: status %d, want o1 and o2 once each:\n%s", code, out)
+	}
+}
+
+// TestDLQReplayMissingToTopic names a --to-topic that does not exist: the
+// command fails before it reads anything, rather than skip every entry.
+func TestDLQReplayMissingToTopic(t *testing.T) {
+	brokers := strings.Join(dlqCluster(t), ",")
+	base := []string{"dlq", "replay", "--brokers", brokers, "--topic", "dlq", "--rate", "1000"}
+	code, out, errs := runCLI(t, append(base, "--to-topic", "rescu")...)
+	if code != 1 || !strings.Contains(errs, `--to-topic "rescu" does not exist`) || strings.Contains(out, "scanned=") {
+		t.Errorf("replay --to-topic rescu: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, base...)
+	if code != 0 || !strings.Contains(out, "scanned=3 ") {
+		t.Errorf("the run after: status %d, want every entry still there; stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
+
+// TestDLQReplayFilterChange replays with other filter flags each time,
+// without --resume-id: no run re-sends what an earlier one replayed.
+func TestDLQReplayFilterChange(t *testing.T) {
+	brokers := dlqCluster(t)
+	bs := strings.Join(brokers, ",")
+	base := []string{"dlq", "replay", "--brokers", bs, "--topic", "dlq", "--rate", "1000"}
+	count := func(topic string) int {
+		t.Helper()
+		code, out, errs := runCLI(t, "dlq", "inspect", "--brokers", bs, "--topic", topic)
+		if code != 0 {
+			t.Fatalf("inspect %s: status %d, stderr:\n%s", topic, code, errs)
+		}
+		return len(lines(out))
+	}
+
+	code, out, errs := runCLI(t, append(base, "--reason", "handler-error")...)
+	if code != 0 || !strings.Contains(out, "not-selected=2 matched=1 replayed=1 ") ||
+		!strings.Contains(out, "2 entries not selected by the filter flags were passed over") {
+		t.Fatalf("replay --reason handler-error: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	// No filter: the handler-error entry is not re-sent (nor are the
+	// others, which the first run passed over).
+	code, out, errs = runCLI(t, base...)
+	if code != 0 || !strings.Contains(out, "scanned=0 ") {
+		t.Errorf("replay without a filter: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if n := count("payments"); n != 1 {
+		t.Errorf("payments holds %d records, want the handler-error entry once", n)
+	}
+	// A new entry, and other filter flags again: only it is replayed.
+	produceTo(t, brokers, entry("orders", 99, "k2"))
+	code, out, errs = runCLI(t, append(base, "--original-topic", "orders", "--max-replays", "5", "--to-topic", "rescue")...)
+	if code != 0 || !strings.Contains(out, "scanned=1 not-selected=0 matched=1 replayed=1 ") {
+		t.Errorf("replay --original-topic orders: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if n, m := count("payments"), count("rescue"); n != 1 || m != 1 {
+		t.Errorf("payments holds %d records and rescue %d, want 1 each", n, m)
+	}
+}
+
+// TestDLQReplayErrors: a run that fails before it read anything prints the
+// error, and no stats line of zeros before it.
+func TestDLQReplayErrors(t *testing.T) {
+	brokers := strings.Join(dlqCluster(t), ",")
+	code, out, errs := runCLI(t, "dlq", "replay", "--brokers", brokers, "--topic", "nope")
+	if code != 1 || strings.Contains(out, "scanned=") || !strings.Contains(errs, "UNKNOWN_TOPIC_OR_PARTITION") {
+		t.Errorf("replay of a missing topic: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var o, e bytes.Buffer
+	code = run(ctx, []string{"dlq", "replay", "--brokers", brokers, "--topic", "dlq"}, &o, &e)
+	if code != 1 || strings.Contains(o.String(), "scanned=") || !strings.Contains(e.String(), "interrupted") {
+		t.Errorf("cancelled replay: status %d, stdout:\n%s\nstderr:\n%s", code, o.String(), e.String())
+	}
+}
+
+// TestDLQInspectTrimmed lists a trimmed entry with what was dropped and
+// the original size, in text and JSON, whether or not its headers decode.
+func TestDLQInspectTrimmed(t *testing.T) {
+	brokers := laneCluster(t, []string{"dlq"}, trimmedEntry("orders", 12, "big"), entry("orders", 13, "ok"))
+	base := []string{"dlq", "inspect", "--brokers", strings.Join(brokers, ","), "--topic", "dlq"}
+
+	code, out, errs := runCLI(t, base...)
+	ls := lines(out)
+	if code != 0 || len(ls) != 2 || !strings.Contains(errs, "2 entries") {
+		t.Fatalf("inspect: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if !strings.Contains(ls[0], `key="big" value=0B TRIMMED=value original-size=2097152B`) {
+		t.Errorf("trimmed entry: %s", ls[0])
+	}
+	if strings.Contains(ls[1], "TRIMMED") {
+		t.Errorf("whole entry shown as trimmed: %s", ls[1])
+	}
+
+	code, out, errs = runCLI(t, append(base, "--json")...)
+	ls = lines(out)
+	if code != 0 || len(ls) != 2 {
+		t.Fatalf("inspect --json: status %d, stdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	var big, ok jsonEntry
+	if err := json.Unmarshal([]byte(ls[0]), &big); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(ls[1]), &ok); err != nil {
+		t.Fatal(err)
+	}
+	if big.Trimmed == nil || *big.Trimmed != "value" || big.OriginalSize == nil || *big.OriginalSize != 2097152 {
+		t.Errorf("trimmed entry: %s", ls[0])
+	}
+	if ok.Trimmed != nil || ok.OriginalSize != nil || strings.Contains(ls[1], "trimmed") {
+		t.Errorf("whole entry: %s", ls[1])
+	}
 }
