@@ -56,7 +56,7 @@ type ReplayConfig struct {
 	Rate float64
 	// MaxReplays is the loop guard: an entry already replayed MaxReplays
 	// times or more (its replay count, see [retrytopics.HeaderReplayCount])
-	// is not replayed again. >= 1.
+	// is not replayed again. In [1, retrytopics.MaxAttempt].
 	MaxReplays int
 	// DryRun reads and counts as a real run would, but produces nothing
 	// and commits nothing. It does not wait for Rate. It counts as
@@ -79,8 +79,10 @@ func (c ReplayConfig) validate() error {
 		return errors.New("ReplayConfig.ResumeGroup is empty")
 	case !(c.Rate > 0): // NaN too
 		return fmt.Errorf("ReplayConfig.Rate must be > 0, got %v", c.Rate)
-	case c.MaxReplays < 1:
-		return fmt.Errorf("ReplayConfig.MaxReplays must be >= 1, got %d", c.MaxReplays)
+	case c.MaxReplays < 1 || c.MaxReplays > retrytopics.MaxAttempt:
+		// Above the largest count the header decoder reads, the count
+		// written on a replayed record would make it undecodable.
+		return fmt.Errorf("ReplayConfig.MaxReplays must be in [1, %d], got %d", retrytopics.MaxAttempt, c.MaxReplays)
 	}
 	return c.Filter.validate()
 }

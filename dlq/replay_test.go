@@ -656,6 +656,7 @@ func TestReplayConfigValidation(t *testing.T) {
 		{func(c *ReplayConfig) { c.Rate = -1 }, "ReplayConfig.Rate"},
 		{func(c *ReplayConfig) { c.Rate = math.NaN() }, "ReplayConfig.Rate"},
 		{func(c *ReplayConfig) { c.MaxReplays = 0 }, "ReplayConfig.MaxReplays"},
+		{func(c *ReplayConfig) { c.MaxReplays = retrytopics.MaxAttempt + 1 }, "MaxReplays"},
 		{func(c *ReplayConfig) { c.Filter.Reasons = []retrytopics.Reason{"x"} }, "Filter.Reasons"},
 		{func(c *ReplayConfig) { c.Filter.From, c.Filter.To = t0.Add(time.Second), t0 }, "Filter.From"},
 	}
