@@ -16,9 +16,9 @@ import (
 // [WithRouter]. Without one, a failed record is retried in place forever
 // with [RetryBackoff].
 //
-// Both methods are called from the runtime's goroutines (Due from the poll
-// loop while admitting, Failed from a worker) and must be fast and safe for
-// concurrent use.
+// Its methods are called from the runtime's goroutines (Due from the poll
+// loop while admitting, Failed from a worker, Undeliverable from a produce
+// callback) and must be fast and safe for concurrent use.
 type Router interface {
 	// Due returns when r may be handled; a zero or past time means now.
 	// It is asked in offset order at admission: the first record of a

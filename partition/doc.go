@@ -18,10 +18,22 @@
 //
 // A [Tracker] receives records in fetch (offset) order and completions in
 // any order. Its watermark is the offset just past the longest completed
-// prefix: the only offset that may be committed. Offsets need not be
+// prefix: the only offset that may be committed. What it holds, from the
+// oldest incomplete record to the newest added ([Tracker.Pending]), is what
+// a crash would hand to the next owner beside the uncommitted prefix, so
+// the runtime bounds it. Offsets need not be
 // contiguous (compacted topics, transaction markers): the watermark moves
 // from one tracked offset to the next. Each operation is O(1) amortised and
 // allocates nothing once the ring has grown to the window size.
+//
+// # Reasons
+//
+// [Reasons] is a bit set: a partition is paused while any reason holds it,
+// and lifting one never lifts another. The runtime sets and clears
+// [WindowFull], [Memory], [SpanFull], [CommitStalled] and [DivertFailed]
+// itself; [Lag], [Priority], [RetryDue] and [Manual] belong to the parts
+// that pause partitions for their own reasons (a lag controller, priority
+// classes, retry tiers, the application).
 //
 // # Concurrency
 //
