@@ -17,7 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if runChild() {
+	if runChild() || runMemberChild() {
 		return
 	}
 	code := m.Run()
