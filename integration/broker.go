@@ -269,7 +269,8 @@ func RepoScript() (*Script, error) {
 // name (or the script's defaults): run dir <run>-fault, port base
 // <base>+10000 (the defaults give /tmp/floodgate-kafka-fault and 29092).
 // Two test runs with their own run dirs and port bases thus never share a
-// fault cluster. .ci/run derives the same to clean up.
+// fault cluster (keep <base>+10201 below the ephemeral port range, 32768 on
+// Linux). .ci/run derives the same to clean up.
 func FaultEnv() []string {
 	run := strings.TrimRight(os.Getenv(EnvRun), "/")
 	if run == "" {
