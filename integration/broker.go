@@ -38,6 +38,10 @@ const (
 	EnvRequireReal = "FLOODGATE_REQUIRE_REAL_KAFKA"
 	EnvImage       = "FLOODGATE_KAFKA_IMAGE"
 	EnvScale       = "FLOODGATE_SCENARIO_SCALE"
+	// EnvRun and EnvPortBase are scripts/kafka's run dir and port base;
+	// [FaultEnv] derives the cluster-fault test's own cluster from them.
+	EnvRun      = "FLOODGATE_KAFKA_RUN"
+	EnvPortBase = "FLOODGATE_KAFKA_PORT_BASE"
 )
 
 // DefaultImage is the container image used when FLOODGATE_KAFKA_IMAGE is
@@ -52,6 +56,10 @@ type Cluster struct {
 	// Script controls the brokers when the cluster was started by
 	// scripts/kafka (nil otherwise).
 	Script *Script
+	// Version is the Kafka release the brokers' ApiVersions answer points
+	// to (franz-go's kversion guess, such as "v4.4"; patch releases look
+	// alike), or why it is unknown. Empty for kfake.
+	Version string
 
 	fake      *kfake.Cluster
 	container *tckafka.KafkaContainer
@@ -62,6 +70,9 @@ func (c *Cluster) Real() bool { return c.Kind != Fake }
 
 func (c *Cluster) String() string {
 	s := fmt.Sprintf("%s cluster at %s", c.Kind, strings.Join(c.Brokers, ","))
+	if c.Version != "" {
+		s += ", Kafka " + c.Version
+	}
 	if c.Script != nil {
 		s += " (controlled by " + c.Script.Path + ")"
 	}
@@ -97,6 +108,9 @@ func Shared(tb testing.TB) *Cluster {
 	tb.Helper()
 	sharedOnce.Do(func() {
 		shared, sharedErr = pick()
+		if sharedErr == nil && shared.Real() {
+			shared.Version = guessVersion(shared.Brokers)
+		}
 		if sharedErr == nil {
 			fmt.Fprintf(os.Stderr, "integration: using %s\n", shared)
 		}
@@ -142,6 +156,38 @@ func pick() (*Cluster, error) {
 		return nil, fmt.Errorf("starting kfake: %w", err)
 	}
 	return &Cluster{Kind: Fake, Brokers: fake.ListenAddrs(), fake: fake}, nil
+}
+
+// guessVersion asks the brokers which Kafka release they are (from the
+// API versions they serve) and returns the guess, or why there is none.
+func guessVersion(brokers []string) string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return "version unknown: " + err.Error()
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	vs, err := kadm.NewClient(cl).ApiVersions(ctx)
+	if err != nil {
+		return "version unknown: " + err.Error()
+	}
+	guesses := map[string]bool{}
+	var out []string
+	for _, v := range vs.Sorted() {
+		g := "unreachable"
+		if v.Err == nil {
+			g = v.VersionGuess()
+		}
+		if !guesses[g] {
+			guesses[g] = true
+			out = append(out, g)
+		}
+	}
+	if len(out) == 0 {
+		return "version unknown: no brokers in metadata"
+	}
+	return strings.Join(out, " / ")
 }
 
 // dockerReachable reports whether a Docker engine answers on DOCKER_HOST or
@@ -216,6 +262,25 @@ func RepoScript() (*Script, error) {
 		}
 	}
 	return &Script{Path: path}, nil
+}
+
+// FaultEnv is the environment under which scripts/kafka runs a second
+// cluster beside the one FLOODGATE_KAFKA_RUN and FLOODGATE_KAFKA_PORT_BASE
+// name (or the script's defaults): run dir <run>-fault, port base
+// <base>+10000 (the defaults give /tmp/floodgate-kafka-fault and 29092).
+// Two test runs with their own run dirs and port bases thus never share a
+// fault cluster (keep <base>+10201 below the ephemeral port range, 32768 on
+// Linux). .ci/run derives the same to clean up.
+func FaultEnv() []string {
+	run := strings.TrimRight(os.Getenv(EnvRun), "/")
+	if run == "" {
+		run = filepath.Join(os.TempDir(), "floodgate-kafka")
+	}
+	base, err := strconv.Atoi(os.Getenv(EnvPortBase))
+	if err != nil || base <= 0 {
+		base = 19092
+	}
+	return []string{EnvRun + "=" + run + "-fault", EnvPortBase + "=" + strconv.Itoa(base+10000)}
 }
 
 // With returns a copy of s with extra environment.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,8 +23,6 @@ const (
 	childDelay     = time.Millisecond
 	childSessionTO = 3 * time.Second
 )
-
-func faultRunDir() string { return filepath.Join(os.TempDir(), "floodgate-kafka-fault") }
 
 // runChild is the consumer process of TestCrashKill: it reports every
 // handled record on stdout before the handler returns (so before it can be

@@ -3,7 +3,9 @@
 //
 // # Which broker
 //
-// [Shared] picks the cluster for a test binary once, and logs which:
+// [Shared] picks the cluster for a test binary once, and logs which on
+// stderr ("integration: using ..."; scripts/test repeats it at the end), with
+// the Kafka release a real cluster's API versions point to:
 //
 //  1. FLOODGATE_KAFKA_BROKERS=host:port,... names a running cluster (for
 //     example the one `scripts/kafka start` prints); if FLOODGATE_KAFKA_SCRIPT
@@ -25,7 +27,9 @@
 // pause/resume, ordering, consumers killed with SIGKILL (child processes)
 // and restarted, a rebalance storm, a broker restart and, with a 3-node
 // cluster started through FLOODGATE_KAFKA_SCRIPT, a broker killed under
-// replication factor 3. Each accounts for every record and checks at every
+// replication factor 3. That cluster runs beside the first, in the run dir
+// and ports [FaultEnv] derives from FLOODGATE_KAFKA_RUN and
+// FLOODGATE_KAFKA_PORT_BASE. Each accounts for every record and checks at every
 // commit that nothing was committed past a record not yet handled.
 // FLOODGATE_SCENARIO_SCALE (default 1) multiplies their sizes.
 package integration

@@ -223,7 +223,7 @@ func TestClusterFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	script = script.With("FLOODGATE_KAFKA_RUN="+faultRunDir(), "FLOODGATE_KAFKA_PORT_BASE=29092")
+	script = script.With(integration.FaultEnv()...)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	brokers, err := script.Start(ctx, 3)
