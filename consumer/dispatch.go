@@ -133,7 +133,7 @@ func (rt *Runtime) worker() {
 // finish accounts for a record leaving processing. Called with mu held.
 func (rt *Runtime) finish(ps *pstate, it item, terminal bool) {
 	ps.running--
-	rt.buffered -= it.size
+	rt.buffered -= int64(it.size)
 	rt.inflight--
 	if !terminal {
 		ps.aborted++
@@ -152,7 +152,7 @@ func (rt *Runtime) finish(ps *pstate, it item, terminal bool) {
 				}
 			}
 		}
-		if ps.win.Release(it.size) && rt.clearReason(ps, partition.WindowFull) {
+		if ps.win.Release(int64(it.size)) && rt.clearReason(ps, partition.WindowFull) {
 			rt.wake()
 		}
 	}

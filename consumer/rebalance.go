@@ -328,7 +328,7 @@ func (rt *Runtime) stopPartition(ps *pstate) int {
 	dropped := 0
 	release := func(it item) {
 		dropped++
-		rt.buffered -= it.size
+		rt.buffered -= int64(it.size)
 		rt.inflight--
 	}
 	if ps.lane != nil {

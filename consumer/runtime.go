@@ -99,7 +99,7 @@ type tp struct {
 type item struct {
 	rec  *kgo.Record
 	seq  partition.Seq
-	size int64
+	size int32  // RecordSize; a Kafka record is below 2 GiB
 	gen  uint32 // the tracker generation seq belongs to
 }
 
@@ -146,6 +146,12 @@ type pstate struct {
 	// next is the offset the client should return next (-1: unknown), to
 	// tell deleted records from ordinary offset gaps.
 	next int64
+	// afterRecs and afterBytes are the window's content after the last
+	// admission, and fetching says the partition was not paused then: the
+	// poll loop's measure of what the handlers drain between fetches.
+	afterRecs  int
+	afterBytes int64
+	fetching   bool
 	// fails holds the records of the current generation that failed at
 	// least once, by offset (rare: the failure path).
 	fails map[int64]*failure
@@ -479,6 +485,15 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 		if ps == nil {
 			ps = rt.newPartition(key)
 		}
+		// What the handlers drained since the last fetch, if the
+		// partition kept fetching in between: about what they drain
+		// before the next one, already asked for, arrives.
+		var drainedRecs int
+		var drainedBytes int64
+		if ps.fetching {
+			drainedRecs = max(ps.afterRecs-ps.win.Records(), 0)
+			drainedBytes = max(ps.afterBytes-ps.win.Bytes(), 0)
+		}
 		if first := p.Records[0].Offset; ps.next >= 0 && first > ps.next && p.LogStartOffset > ps.next {
 			losses = append(losses, &DataLossError{Topic: p.Topic, Partition: p.Partition, Expected: ps.next, Got: min(first, p.LogStartOffset)})
 		}
@@ -534,7 +549,7 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 			rt.inflight++
 			sizes += size
 			count++
-			rt.enqueue(ps, item{rec: r, seq: seq, size: size, gen: ps.gen})
+			rt.enqueue(ps, item{rec: r, seq: seq, size: int32(size), gen: ps.gen})
 			if count%256 == 0 {
 				// Let workers at the records already queued rather
 				// than hold the lock across a whole large fetch.
@@ -543,7 +558,13 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 			}
 		}
 		if fetchRecs > 0 {
-			if ps.win.ExpectFetch(fetchRecs, fetchBytes) {
+			// Pause before the next fetch (kgo fetches ahead) would
+			// overflow the window, given what the handlers drain
+			// meanwhile: a paused partition's buffered fetch is dropped
+			// at the next poll without moving its position, where a
+			// refused one rewinds the client and costs every partition's
+			// buffered fetch.
+			if ps.win.ExpectFetch(fetchRecs-drainedRecs, fetchBytes-drainedBytes) {
 				rt.setReason(ps, partition.WindowFull)
 			}
 			if ps.tr.Pending()+fetchRecs > rt.cfg.maxSpan && rt.setReason(ps, partition.SpanFull) {
@@ -552,6 +573,7 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 				}
 			}
 		}
+		ps.afterRecs, ps.afterBytes, ps.fetching = ps.win.Records(), ps.win.Bytes(), !ps.reasons.Paused()
 		rt.checkUncommitted(ps, now)
 	})
 	if count > 0 {
@@ -614,28 +636,17 @@ func (rt *Runtime) initFetchSizing() {
 		rt.fetchPartMax = 1 << 20
 	}
 	rt.curFetchMax, rt.curFetchPart = rt.fetchMax, rt.fetchPartMax
-	// Until the first records tell the average size, assume small ones
-	// (64 bytes), so that the first fetch of a partition fits the room of
-	// a resumed window rather than overflowing it: a refusal rewinds the
-	// client, and every partition's buffered fetch is dropped with it.
-	first := int64(rt.limits.MaxRecords-rt.limits.ResumeRecords) * firstRecordSize
-	first = max(min(first, rt.limits.MaxBytes-rt.limits.ResumeBytes, int64(rt.fetchPartMax)), min(16<<10, int64(rt.fetchPartMax)))
-	if int32(first) < rt.curFetchPart {
-		rt.curFetchPart = int32(first)
-		rt.cl.UpdateFetchMaxBytes(rt.curFetchMax, rt.curFetchPart)
-	}
 }
 
-// firstRecordSize is the record size assumed before any was seen.
-const firstRecordSize = 64
-
 // tuneFetch sizes fetches to the room a window has after it resumes, so
-// that a resumed partition's next fetch fits its window instead of being
-// refused and fetched again: partition bytes ~ average record size times
-// the records a resumed window can take, and request bytes at most what the
-// global budget has room for. It never raises either above what the client
-// was configured with, and only tells the client when a value moves by more
-// than a quarter. Owned by the poll loop.
+// that a resumed partition's next fetch fits: partition bytes ~ average
+// record size times the records a resumed window can take, and request
+// bytes at most what the global budget has room for. It never raises
+// either above what the client was configured with, and only tells the
+// client when a value moves by more than a quarter. A partition's size is
+// fixed in the broker's fetch session when it joins it, so the new size
+// reaches the partitions that pause and resume, which are the ones it is
+// for. Owned by the poll loop.
 func (rt *Runtime) tuneFetch() {
 	if rt.avgSize <= 0 {
 		return

@@ -18,7 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if crashChild() {
+	if crashChild() || testkit.ServeChildCluster() {
 		return
 	}
 	goleak.VerifyTestMain(m)
