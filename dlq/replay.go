@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
+	"github.com/floodgate-kafka/floodgate/internal/topicconf"
 	"github.com/floodgate-kafka/floodgate/retrytopics"
 )
 
@@ -174,7 +175,12 @@ func replay(ctx context.Context, brokers []string, cfg ReplayConfig, opts []kgo.
 	if target == nil {
 		target = originalTopic
 	}
-	cl, err := newClient(brokers, opts,
+	// Batches to each target as large as its max.message.bytes allows (read
+	// in lookUp before the first produce to it): a record the target takes
+	// must not be refused by kgo's default cap. The caller's options come
+	// after, and win.
+	limits := new(topicconf.Limits)
+	cl, err := newClient(brokers, append([]kgo.Opt{kgo.ProducerBatchMaxBytesFn(limits.Get)}, opts...),
 		kgo.RecordPartitioner(pinPartitioner{kgo.StickyKeyPartitioner(nil)}),
 	)
 	if err != nil {
@@ -214,6 +220,7 @@ func replay(ctx context.Context, brokers []string, cfg ReplayConfig, opts []kgo.
 		st:         &st,
 		track:      newTracker(from),
 		topics:     make(map[string]error),
+		limits:     limits,
 		lastCommit: time.Now(),
 	}
 	if !cfg.DryRun {
@@ -305,7 +312,8 @@ type replayer struct {
 	pace    *pacer
 	st      *ReplayStats
 	track   *tracker
-	topics  map[string]error // target topics looked up: nil if entries can go there, else why not
+	topics  map[string]error  // target topics looked up: nil if entries can go there, else why not
+	limits  *topicconf.Limits // the targets' max.message.bytes, for the client's batch cap
 
 	sinceCommit int // entries read since the last commit
 	lastCommit  time.Time
@@ -418,6 +426,13 @@ func (rp *replayer) lookUp(ctx context.Context, topic string) (why, err error) {
 		why = fmt.Errorf("dlq: target topic %q: %w", topic, td.Err)
 	case td.Err != nil:
 		return nil, nil // passing, such as a leader election: let the produce see
+	}
+	if why == nil {
+		// Without DescribeConfigs rights the target keeps kgo's default
+		// cap, and a record above it is passed over as too large.
+		if max, err := topicconf.MaxMessageBytes(ctx, rp.cl, topic); err == nil {
+			rp.limits.Set(topic, max)
+		}
 	}
 	rp.topics[topic] = why
 	return why, nil

@@ -405,6 +405,34 @@ func TestReplayUnretryableProduce(t *testing.T) {
 	}
 }
 
+// TestReplayLargeRecord: an entry above kgo's default batch cap
+// (1,000,012 bytes) but within its target's max.message.bytes is replayed,
+// not passed over as too large.
+func TestReplayLargeRecord(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 1, "dlq")
+	limit := "4000000"
+	createTopic(t, brokers, "big", map[string]*string{"max.message.bytes": &limit})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchMaxBytes(4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	e := quarantined("dlq", meta{OriginalTopic: "big", Reason: permanent}, "k", string(incompressible(1_010_000)), t0)
+	if err := cl.ProduceSync(ctx, e).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := replayCfg("g")
+	cfg.OnUnreplayable = func(e Entry, err error) { t.Errorf("%s passed over: %v", where(e.Record), err) }
+	if st := runReplay(t, brokers, cfg); st.Replayed != 1 {
+		t.Fatalf("stats %+v, want the large entry replayed", st)
+	}
+	if got := readAll(t, brokers, "big"); len(got) != 1 || len(got[0].Value) != 1_010_000 {
+		t.Fatalf("big holds %d records", len(got))
+	}
+}
+
 // incompressible returns n bytes that no codec shrinks much.
 func incompressible(n int) []byte {
 	rng := rand.New(rand.NewPCG(1, 2))
