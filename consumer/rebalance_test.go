@@ -207,6 +207,14 @@ func TestInvalidConfigNamesField(t *testing.T) {
 		{"RetryBackoff", append(own, consumer.RetryBackoff(time.Second, time.Millisecond))},
 		{"Ordering", append(own, consumer.WithOrdering(consumer.Ordering(9)))},
 		{"Hooks", append(own, consumer.WithHooks(nil))},
+		{"PartitionMaxSpan", append(own, consumer.PartitionMaxSpan(-1))},
+		{"PartitionMaxSpan", append(own, consumer.PartitionMaxRecords(100), consumer.PartitionMaxSpan(99))},
+		{"MaxUncommitted", append(own, consumer.MaxUncommitted(-1, 0))},
+		{"MaxUncommitted", append(own, consumer.MaxUncommitted(0, -time.Second))},
+		{"MaxUncommitted", append(own, consumer.CommitInterval(time.Second), consumer.MaxUncommitted(0, time.Second))},
+		{"GroupProtocol", append(own, consumer.WithGroupProtocol(consumer.GroupProtocol(9)))},
+		{"InstanceID", append(own, consumer.InstanceID("no spaces"))},
+		{"InstanceID", append(own, consumer.InstanceID(strings.Repeat("x", 250)))},
 	}
 	for _, c := range cases {
 		_, err := consumer.New(noop, c.opts...)
@@ -216,5 +224,38 @@ func TestInvalidConfigNamesField(t *testing.T) {
 	}
 	if _, err := consumer.New(nil, own...); !errors.Is(err, consumer.ErrInvalidConfig) || !strings.Contains(err.Error(), "Handler") {
 		t.Errorf("nil handler: %v", err)
+	}
+}
+
+// TestGroupOptionsReachTheClient: WithGroupProtocol and InstanceID set the
+// kgo options of the client New builds, and Wrap rejects them (the wrapped
+// client is configured by its owner).
+func TestGroupOptionsReachTheClient(t *testing.T) {
+	noop := func(context.Context, *kgo.Record) error { return nil }
+	rt, err := consumer.New(noop, consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t"),
+		consumer.WithGroupProtocol(consumer.GroupProtocolConsumer), consumer.InstanceID("member-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	cl := rt.Client()
+	if id, _ := cl.OptValue(kgo.InstanceID).(string); id != "member-1" {
+		t.Errorf("kgo.InstanceID = %q, want member-1", id)
+	}
+	if ssb, _ := cl.OptValue(kgo.ServerSideBalancer).(bool); !ssb {
+		t.Error("GroupProtocolConsumer did not set kgo.ServerSideBalancer")
+	}
+	if bs, _ := cl.OptValue(kgo.Balancers).([]kgo.GroupBalancer); len(bs) == 0 || bs[0].ProtocolName() != "sticky" {
+		t.Errorf("first balancer %v: KIP-848 needs sticky or range first", bs)
+	}
+	wcl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers("127.0.0.1:1"), kgo.ConsumerGroup("g"), kgo.ConsumeTopics("t")}, consumer.GroupOpts()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wcl.Close()
+	for _, o := range []consumer.Opt{consumer.WithGroupProtocol(consumer.GroupProtocolConsumer), consumer.InstanceID("x")} {
+		if _, err := consumer.Wrap(wcl, noop, o); !errors.Is(err, consumer.ErrInvalidConfig) {
+			t.Errorf("Wrap with a client-building option: %v, want ErrInvalidConfig", err)
+		}
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floodgate-kafka/floodgate/partition"
 )
@@ -368,12 +370,39 @@ func (rt *Runtime) closeOwnClient() {
 	if !rt.own {
 		return
 	}
+	memberID, _ := rt.cl.GroupMetadata()
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-	if err := rt.cl.LeaveGroupContext(ctx); err != nil {
-		rt.logf(kgo.LogLevelWarn, "floodgate: leaving the group did not finish in time; the group's session timeout will expire it", "err", err)
+	defer cancel()
+	err := rt.cl.LeaveGroupContext(ctx)
+	if rt.cfg.instanceID != "" && rt.cfg.protocol == GroupProtocolConsumer && memberID != "" {
+		err = rt.leaveStatic848(ctx, memberID)
 	}
-	cancel()
+	if err != nil {
+		rt.logf(kgo.LogLevelWarn, "floodgate: leaving the group failed or did not finish in time; the group's session timeout will expire the member", "err", err)
+	}
 	rt.cl.Close()
+}
+
+// leaveStatic848 sends a KIP-848 static member's leave: a heartbeat with
+// member epoch -2, which keeps the member's partitions for it until its
+// session times out or it comes back. franz-go v1.22 sends that heartbeat
+// without the member's instance id, which Kafka refuses (INVALID_REQUEST),
+// so the member stays and its restart is refused (UNRELEASED_INSTANCE_ID)
+// until its session expires; this sends it as the protocol asks.
+func (rt *Runtime) leaveStatic848(ctx context.Context, memberID string) error {
+	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	req.Group = rt.cfg.group
+	req.MemberID = memberID
+	req.MemberEpoch = -2
+	req.InstanceID = kmsg.StringPtr(rt.cfg.instanceID)
+	resp, err := req.RequestWith(ctx, rt.cl)
+	if err != nil {
+		return err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+		return fmt.Errorf("static leave: %w", err)
+	}
+	return nil
 }
 
 // pollLoop fetches and admits records until ctx ends or a fatal error. Rebalances

@@ -265,3 +265,109 @@ func TestGroupChaos(t *testing.T) {
 		})
 	}
 }
+
+// TestStaticMemberRestart: a static member (consumer.InstanceID) that
+// stops and comes back within its session timeout takes its partitions back
+// without a rebalance: the other member's partitions are never revoked,
+// and nothing is lost.
+func TestStaticMemberRestart(t *testing.T) {
+	c := integration.Shared(t)
+	for _, proto := range []consumer.GroupProtocol{consumer.GroupProtocolClassic, consumer.GroupProtocolConsumer} {
+		t.Run(proto.String(), func(t *testing.T) {
+			if !c.Real() {
+				integration.Unavailable(t, "static membership needs a real Kafka broker (kfake: %s)", c)
+			}
+			s := newScenario(t, c, 4, 1)
+			stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 20, 20*time.Millisecond)
+			defer stopLoad()
+			own := []*ownership{{}, {}}
+			mk := func(id string, counts *atomic.Int64, o *ownership) *consumer.Runtime {
+				rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+					s.ledger.Handled(r.Topic, r.Partition, r.Offset)
+					counts.Add(1)
+					return nil
+				}, memberOpts(c.Brokers, s.topic, s.group, proto, consumer.InstanceID(s.group+"-"+id),
+					consumer.WithHooks(o, commitChecker{s}))...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rt
+			}
+			var na, nb atomic.Int64
+			stopA := run(t, mk("a", &na, own[0]))
+			run(t, mk("b", &nb, own[1]))
+			testkit.Eventually(t, time.Minute, "the two members to own two partitions each", func() bool {
+				return own[0].owned() == 2 && own[1].owned() == 2
+			})
+			progress(t, "member b to handle records", &nb, 50)
+			settled := own[1].revoked()
+			stopA()
+			var na2 atomic.Int64
+			run(t, mk("a", &na2, own[0]))
+			progress(t, "member a, restarted, to handle records", &na2, 50)
+			progress(t, "member b to go on after a came back", &nb, 200)
+			if got := own[1].revoked(); got != settled {
+				t.Errorf("member b had %d partitions revoked when static member a restarted: a rebalance happened", got-settled)
+			}
+			stopLoad()
+			s.ledger.WaitAll(t, 2*time.Minute)
+			s.report("static-restart-"+proto.String(), noBound, fmt.Sprintf("protocol=%s revoked_on_restart=%d", proto, own[1].revoked()-settled))
+		})
+	}
+}
+
+// ownership is a HookRebalance keeping the partitions a member owns and
+// how many it had revoked.
+type ownership struct {
+	mu   sync.Mutex
+	now  map[string]map[int32]bool
+	revs int
+}
+
+func (o *ownership) OnAssigned(m map[string][]int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.now == nil {
+		o.now = map[string]map[int32]bool{}
+	}
+	for t, ps := range m {
+		if o.now[t] == nil {
+			o.now[t] = map[int32]bool{}
+		}
+		for _, p := range ps {
+			o.now[t][p] = true
+		}
+	}
+}
+
+func (o *ownership) drop(m map[string][]int32, revoked bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for t, ps := range m {
+		for _, p := range ps {
+			delete(o.now[t], p)
+			if revoked {
+				o.revs++
+			}
+		}
+	}
+}
+
+func (o *ownership) OnRevoked(m map[string][]int32, _ int) { o.drop(m, true) }
+func (o *ownership) OnLost(m map[string][]int32, _ int)    { o.drop(m, false) }
+
+func (o *ownership) owned() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, ps := range o.now {
+		n += len(ps)
+	}
+	return n
+}
+
+func (o *ownership) revoked() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.revs
+}
