@@ -318,7 +318,11 @@ func WithGroupProtocol(p GroupProtocol) Opt { return opt(func(c *cfg) { c.protoc
 // member that dies for good keeps its partitions, idle, until the session
 // timeout expires, so keep the session timeout short enough for that
 // pause. Each member of a group needs its own id. Rejected by Wrap: set
-// kgo.InstanceID on the wrapped client.
+// kgo.InstanceID on the wrapped client. (Under [GroupProtocolConsumer],
+// franz-go v1.22 sends a static member's leave without its instance id,
+// which Kafka refuses, so the member's restart is refused until its session
+// expires; a runtime built by New sends the leave itself. A wrapped client
+// has the flaw.)
 func InstanceID(id string) Opt { return opt(func(c *cfg) { c.instanceID = id }) }
 
 // WithHooks adds hooks that observe the runtime; see [Hook].
