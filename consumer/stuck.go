@@ -40,9 +40,10 @@ type failure struct {
 	divert   string // topic of the divert in flight, "" if none
 }
 
-// noteFailure records that it failed (attempt, err) or that its divert to
-// topic failed to produce (attempt 0). Called from workers and produce
-// promises, never with mu held.
+// noteFailure records that it failed (attempt, err), that its divert to
+// topic started (attempt 0, err nil) or that the divert's produce failed
+// (attempt 0, err). Called from workers and produce promises, never with mu
+// held.
 func (rt *Runtime) noteFailure(ps *pstate, it item, attempt int, err error, divert string) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -60,7 +61,9 @@ func (rt *Runtime) noteFailure(ps *pstate, it item, attempt int, err error, dive
 	if attempt > 0 {
 		f.attempts = attempt
 	}
-	f.err = err
+	if err != nil {
+		f.err = err
+	}
 	if divert != "" {
 		f.divert = divert
 	}
