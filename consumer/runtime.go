@@ -148,12 +148,14 @@ type pstate struct {
 	// next is the offset the client should return next (-1: unknown), to
 	// tell deleted records from ordinary offset gaps.
 	next int64
-	// afterRecs and afterBytes are the window's content after the last
-	// admission, and fetching says the partition was not paused then: the
-	// poll loop's measure of what the handlers drain between fetches.
-	afterRecs  int
-	afterBytes int64
-	fetching   bool
+	// afterRecs, afterBytes and afterPassed are the window's content and
+	// the records the watermark passed after the last admission, and
+	// fetching says the partition was not paused then: the poll loop's
+	// measure of what the handlers drain between fetches.
+	afterRecs   int
+	afterBytes  int64
+	afterPassed uint64 // tr.Passed() then: the span's drain
+	fetching    bool
 	// fails holds the records of the current generation that failed at
 	// least once, by offset (rare: the failure path).
 	fails map[int64]*failure
@@ -517,11 +519,12 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 		// What the handlers drained since the last fetch, if the
 		// partition kept fetching in between: about what they drain
 		// before the next one, already asked for, arrives.
-		var drainedRecs int
+		var drainedRecs, passed int
 		var drainedBytes int64
 		if ps.fetching {
 			drainedRecs = max(ps.afterRecs-ps.win.Records(), 0)
 			drainedBytes = max(ps.afterBytes-ps.win.Bytes(), 0)
+			passed = int(ps.tr.Passed() - ps.afterPassed)
 		}
 		if first := p.Records[0].Offset; ps.next >= 0 && first > ps.next && p.LogStartOffset > ps.next {
 			losses = append(losses, &DataLossError{Topic: p.Topic, Partition: p.Partition, Expected: ps.next, Got: min(first, p.LogStartOffset)})
@@ -596,13 +599,13 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 			if ps.win.ExpectFetch(fetchRecs-drainedRecs, fetchBytes-drainedBytes) {
 				rt.setReason(ps, partition.WindowFull)
 			}
-			if ps.tr.Pending()+fetchRecs > rt.cfg.maxSpan && rt.setReason(ps, partition.SpanFull) {
+			if ps.tr.Pending()+fetchRecs-passed > rt.cfg.maxSpan && rt.setReason(ps, partition.SpanFull) {
 				if s, ok := rt.stuckRecord(ps, partition.SpanFull, now); ok {
 					stuck = append(stuck, s)
 				}
 			}
 		}
-		ps.afterRecs, ps.afterBytes, ps.fetching = ps.win.Records(), ps.win.Bytes(), !ps.reasons.Paused()
+		ps.afterRecs, ps.afterBytes, ps.afterPassed, ps.fetching = ps.win.Records(), ps.win.Bytes(), ps.tr.Passed(), !ps.reasons.Paused()
 		rt.checkUncommitted(ps, now)
 	})
 	if count > 0 {
@@ -649,6 +652,7 @@ func (rt *Runtime) rebase(ps *pstate) {
 	ps.tr = partition.Tracker{}
 	clear(ps.fails)
 	ps.commit, ps.commitPassed, ps.uncommittedSince = -1, 0, time.Time{}
+	ps.afterPassed, ps.fetching = 0, false
 	if ps.reasons&partition.SpanFull != 0 {
 		rt.clearReason(ps, partition.SpanFull)
 		rt.wake()
