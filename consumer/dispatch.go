@@ -139,6 +139,9 @@ func (rt *Runtime) finish(ps *pstate, it item, terminal bool) {
 		ps.aborted++
 	}
 	if !ps.gone {
+		if terminal {
+			ps.completed++
+		}
 		if terminal && it.gen == ps.gen {
 			if ps.fails != nil {
 				delete(ps.fails, it.rec.Offset)

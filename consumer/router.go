@@ -154,6 +154,7 @@ func (rt *Runtime) divertDone(ps *pstate, it item, to *kgo.Record, try int, stuc
 	if err == nil {
 		rt.diverted.Add(1)
 		rt.mu.Lock()
+		ps.divertedN++
 		if stuck {
 			ps.divertFailing--
 			if ps.divertFailing == 0 && rt.clearReason(ps, partition.DivertFailed) {

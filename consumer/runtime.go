@@ -25,16 +25,17 @@ type Handler func(ctx context.Context, r *kgo.Record) error
 // records all reached a terminal state. Build one with [New] or [Wrap] and
 // start it with [Runtime.Run].
 type Runtime struct {
-	cfg        cfg
-	hooks      hooks
-	handler    Handler
-	cl         *kgo.Client
-	own        bool
-	bind       *binding
-	log        kgo.Logger // the client's logger; nil if it has none
-	limits     partition.Limits
-	memResume  int64 // buffered bytes at or below which Memory pauses lift
-	spanResume int   // span at or below which SpanFull lifts
+	cfg           cfg
+	hooks         hooks
+	handler       Handler
+	cl            *kgo.Client
+	own           bool
+	bind          *binding
+	log           kgo.Logger // the client's logger; nil if it has none
+	readCommitted bool       // the client fetches with read_committed isolation
+	limits        partition.Limits
+	memResume     int64 // buffered bytes at or below which Memory pauses lift
+	spanResume    int   // span at or below which SpanFull lifts
 
 	mu        sync.Mutex
 	work      sync.Cond // signalled when runq gains work or the runtime stops
@@ -162,6 +163,17 @@ type pstate struct {
 	// divertFailing counts records whose divert the router gave up on.
 	divertFailing int
 
+	// What the last fetch with records said of the log: its high
+	// watermark and last stable offset, and when; whether the last record
+	// admitted was transactional (a commit marker, which the client
+	// skips, follows it). For lag.
+	hwm, lso  int64
+	fetchedAt time.Time
+	lastTxn   bool
+	// completed and divertedN count the records of the partition that
+	// reached a terminal state, the latter by a divert. For drain rates.
+	completed, divertedN uint64
+
 	commit           int64     // last committed offset, -1 if none
 	commitPassed     uint64    // tr.Passed() covered by the last successful commit
 	uncommittedSince time.Time // when completed work first went uncommitted; zero if none
@@ -240,6 +252,12 @@ func Wrap(cl *kgo.Client, handler Handler, opts ...Opt) (*Runtime, error) {
 // its fetch limits.
 func (rt *Runtime) initClient() {
 	rt.log, _ = rt.cl.OptValue(kgo.WithLogger).(kgo.Logger)
+	switch il := rt.cl.OptValue(kgo.FetchIsolationLevel).(type) {
+	case int8: // what kgo v1.22 returns: 1 is read_committed
+		rt.readCommitted = il == 1
+	case kgo.IsolationLevel:
+		rt.readCommitted = il == kgo.ReadCommitted()
+	}
 	rt.initFetchSizing()
 }
 
@@ -516,6 +534,7 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 		if ps == nil {
 			ps = rt.newPartition(key)
 		}
+		ps.hwm, ps.lso, ps.fetchedAt = p.HighWatermark, p.LastStableOffset, now
 		// What the handlers drained since the last fetch, if the
 		// partition kept fetching in between: about what they drain
 		// before the next one, already asked for, arrives.
@@ -563,7 +582,8 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 				refetch = append(refetch, refetchEvent{key, r.Offset, len(p.Records) - i})
 				break
 			}
-			seq, ok := ps.tr.Add(r.Offset, r.LeaderEpoch, stamp)
+			st := partition.Stamps{Admitted: stamp, Record: r.Timestamp.UnixMilli()}
+			seq, ok := ps.tr.Add(r.Offset, r.LeaderEpoch, st)
 			if !ok {
 				// At or below what is already tracked, with no rewind
 				// of ours pending: the log was truncated and its
@@ -571,9 +591,10 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 				last, _ := ps.tr.Last()
 				losses = append(losses, &DataLossError{Topic: p.Topic, Partition: p.Partition, Expected: last + 1, Got: r.Offset, Truncated: true})
 				rt.rebase(ps)
-				seq, _ = ps.tr.Add(r.Offset, r.LeaderEpoch, stamp)
+				seq, _ = ps.tr.Add(r.Offset, r.LeaderEpoch, st)
 			}
 			ps.next = r.Offset + 1
+			ps.lastTxn = r.Attrs.IsTransactional()
 			if ps.win.Add(size) {
 				rt.setReason(ps, partition.WindowFull)
 			}
@@ -722,7 +743,7 @@ type refetchEvent struct {
 }
 
 func (rt *Runtime) newPartition(key tp) *pstate {
-	ps := &pstate{tp: key, win: partition.NewWindow(rt.limits), quit: make(chan struct{}), commit: -1, next: -1}
+	ps := &pstate{tp: key, win: partition.NewWindow(rt.limits), quit: make(chan struct{}), commit: -1, next: -1, hwm: -1, lso: -1}
 	ps.ctx, ps.cancel = context.WithCancel(rt.baseCtx)
 	switch rt.cfg.ordering {
 	case OrderPartition:

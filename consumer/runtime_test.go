@@ -370,3 +370,63 @@ func TestCloseBeforeRun(t *testing.T) {
 		t.Fatalf("Run after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestStatsKnowsReadCommitted: lag is measured against the last stable
+// offset for a read_committed client, so the runtime must know it is one.
+func TestStatsKnowsReadCommitted(t *testing.T) {
+	for _, rc := range []bool{false, true} {
+		opts := []consumer.Opt{consumer.Brokers("127.0.0.1:1"), consumer.Group("g"), consumer.Topics("t")}
+		if rc {
+			opts = append(opts, consumer.KgoOpts(kgo.FetchIsolationLevel(kgo.ReadCommitted())))
+		}
+		rt, err := consumer.New(func(context.Context, *kgo.Record) error { return nil }, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rt.Stats().ReadCommitted; got != rc {
+			t.Errorf("ReadCommitted = %v, want %v", got, rc)
+		}
+		rt.Close()
+	}
+}
+
+// TestStatsForLag: what the lag monitor reads: the next record to complete
+// and its timestamp, the end offsets the fetches saw, and the completions.
+func TestStatsForLag(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 1, "sl")
+	produced := testkit.Produce(t, brokers, "sl", 100, 1, 10)
+	release := make(chan struct{})
+	var done atomic.Int64
+	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+		if r.Offset == 10 {
+			<-release
+		}
+		done.Add(1)
+		return nil
+	}, consumer.Brokers(brokers...), consumer.Group("sl"), consumer.Topics("sl"),
+		consumer.WithOrdering(consumer.OrderNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, rt)
+	testkit.Eventually(t, time.Minute, "all but offset 10 handled", func() bool { return done.Load() == 99 })
+	ps, ok := partStats(rt, "sl", 0)
+	if !ok {
+		t.Fatal("no stats for sl[0]")
+	}
+	if ps.Next != 10 || !ps.OldestTimestamp.Equal(produced[10].Timestamp.Truncate(time.Millisecond)) {
+		t.Errorf("Next %d OldestTimestamp %v, want 10 and %v", ps.Next, ps.OldestTimestamp, produced[10].Timestamp)
+	}
+	if ps.HighWatermark != 100 || ps.FetchedAt.IsZero() || ps.Completed != 99 {
+		t.Errorf("HighWatermark %d FetchedAt %v Completed %d, want 100, set, 99", ps.HighWatermark, ps.FetchedAt, ps.Completed)
+	}
+	if got := rt.Assigned()["sl"]; len(got) != 1 || got[0] != 0 {
+		t.Errorf("Assigned = %v", rt.Assigned())
+	}
+	close(release)
+	testkit.Eventually(t, time.Minute, "the next record to complete to be the end", func() bool {
+		ps, _ := partStats(rt, "sl", 0)
+		return ps.Next == 100 && ps.OldestTimestamp.IsZero() && ps.Completed == 100
+	})
+	stop()
+}

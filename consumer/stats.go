@@ -37,6 +37,29 @@ type PartitionStats struct {
 	// partition is paused because of it (reason SpanFull or
 	// DivertFailed); nil otherwise.
 	Stuck *StuckRecord
+
+	// For lag (see package lagmonitor):
+	//
+	// Next is the offset of the next record to reach a terminal state:
+	// the oldest admitted one not yet terminal, or, when every admitted
+	// record is terminal, the watermark; -1 before anything was admitted.
+	Next int64
+	// OldestTimestamp is the record timestamp of the oldest record not yet
+	// terminal; zero when every admitted record is terminal.
+	OldestTimestamp time.Time
+	// HighWatermark and LastStable are what the last fetch of the
+	// partition that returned records said of the log (-1 before one);
+	// FetchedAt is when. A paused partition is not fetched: they age.
+	HighWatermark, LastStable int64
+	FetchedAt                 time.Time
+	// LastTransactional says the last record admitted was written in a
+	// transaction: the transaction's control record (commit marker), which
+	// the client skips, follows it, so an end offset one past Next is no
+	// lag.
+	LastTransactional bool
+	// Completed counts the partition's records that reached a terminal
+	// state since it was assigned (Diverted of them by a divert).
+	Completed, Diverted uint64
 }
 
 // Stats is a consistent snapshot of the runtime, taken under its lock.
@@ -74,6 +97,11 @@ type Stats struct {
 	// them (see [DataLossError]).
 	FetchErr              error
 	FetchErrors, DataLoss uint64
+
+	// ReadCommitted says the client reads only committed records
+	// (kgo.FetchIsolationLevel(kgo.ReadCommitted())): lag is measured
+	// against the last stable offset, not the high watermark.
+	ReadCommitted bool
 }
 
 // Stats returns a snapshot of the runtime's state. It is safe to call
@@ -90,6 +118,7 @@ func (rt *Runtime) Stats() Stats {
 		LastCommit:      rt.lastCommit,
 		CommitFailures:  rt.commitFails,
 		FetchErr:        rt.fetchErr,
+		ReadCommitted:   rt.readCommitted,
 	}
 	if !rt.lastCommit.IsZero() {
 		s.SinceCommit = now.Sub(rt.lastCommit)
@@ -99,8 +128,23 @@ func (rt *Runtime) Stats() Stats {
 		if !ok {
 			wm = -1
 		}
+		next := int64(-1)
+		var oldestTS time.Time
+		if _, off, st, ok := ps.tr.Oldest(); ok {
+			next, oldestTS = off, time.UnixMilli(st.Record)
+		} else if wm, _, ok := ps.tr.Watermark(); ok {
+			next = wm
+		}
 		p := PartitionStats{
-			Topic:           ps.topic,
+			Next:              next,
+			OldestTimestamp:   oldestTS,
+			HighWatermark:     ps.hwm,
+			LastStable:        ps.lso,
+			FetchedAt:         ps.fetchedAt,
+			LastTransactional: ps.lastTxn,
+			Completed:         ps.completed,
+			Diverted:          ps.divertedN,
+			Topic:             ps.topic,
 			Partition:       ps.partition,
 			InFlightRecords: ps.win.Records(),
 			InFlightBytes:   ps.win.Bytes(),
@@ -126,4 +170,21 @@ func (rt *Runtime) Stats() Stats {
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 	})
 	return s
+}
+
+// Assigned returns the partitions the group assigned to the runtime's
+// client, as its rebalance callbacks saw them; a partition appears in
+// [Stats] only once a record of it was admitted.
+func (rt *Runtime) Assigned() map[string][]int32 {
+	b := rt.bind
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string][]int32)
+	for k := range b.owned {
+		out[k.topic] = append(out[k.topic], k.partition)
+	}
+	for _, ps := range out {
+		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+	}
+	return out
 }

@@ -72,11 +72,11 @@ func (rt *Runtime) noteFailure(ps *pstate, it item, attempt int, err error, dive
 // stuckRecord describes ps's oldest record not yet terminal. Called with mu
 // held.
 func (rt *Runtime) stuckRecord(ps *pstate, reason partition.Reasons, now time.Time) (StuckRecord, bool) {
-	_, off, stamp, ok := ps.tr.Oldest()
+	_, off, st, ok := ps.tr.Oldest()
 	if !ok {
 		return StuckRecord{}, false
 	}
-	s := StuckRecord{Topic: ps.topic, Partition: ps.partition, Offset: off, Age: now.Sub(time.Unix(0, stamp)), Reason: reason}
+	s := StuckRecord{Topic: ps.topic, Partition: ps.partition, Offset: off, Age: now.Sub(time.Unix(0, st.Admitted)), Reason: reason}
 	if f := ps.fails[off]; f != nil {
 		s.Attempts, s.Err, s.DivertTopic = f.attempts, f.err, f.divert
 	}

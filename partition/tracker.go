@@ -20,27 +20,34 @@ type Tracker struct {
 
 type entry struct {
 	offset int64
-	stamp  int64 // the caller's, e.g. when the record was admitted
+	stamps Stamps
 	epoch  int32
 	done   bool
+}
+
+// Stamps are two times the caller keeps with a record in the tracker, in
+// units of its choice: the consumer runtime keeps when the record was
+// admitted (Unix ns) and the record's own timestamp (Unix ms), for the age
+// of a stuck record and the time lag.
+type Stamps struct {
+	Admitted, Record int64
 }
 
 // Seq identifies a record added to a [Tracker]; pass it to [Tracker.Done].
 type Seq uint64
 
 // Add records that the record at offset (with the given leader epoch) is in
-// flight and returns the handle to complete it with. stamp is kept for the
-// caller (the runtime stores when the record was admitted) and returned by
-// [Tracker.Oldest]. Offsets must increase strictly; Add reports ok=false,
+// flight and returns the handle to complete it with. st is kept for the
+// caller and returned by [Tracker.Oldest]. Offsets must increase strictly; Add reports ok=false,
 // and tracks nothing, for an offset at or below the last one added.
-func (t *Tracker) Add(offset int64, epoch int32, stamp int64) (s Seq, ok bool) {
+func (t *Tracker) Add(offset int64, epoch int32, st Stamps) (s Seq, ok bool) {
 	if t.hasLast && offset <= t.last {
 		return 0, false
 	}
 	if t.tail-t.head == uint64(len(t.ring)) {
 		t.grow()
 	}
-	t.ring[t.tail&uint64(len(t.ring)-1)] = entry{offset: offset, stamp: stamp, epoch: epoch}
+	t.ring[t.tail&uint64(len(t.ring)-1)] = entry{offset: offset, stamps: st, epoch: epoch}
 	s = Seq(t.tail)
 	t.tail++
 	t.last, t.hasLast = offset, true
@@ -105,13 +112,14 @@ func (t *Tracker) Pending() int { return int(t.tail - t.head) }
 func (t *Tracker) Passed() uint64 { return t.passed }
 
 // Oldest returns the oldest incomplete record: its handle, offset and the
-// stamp it was added with; ok is false when every added record is complete.
-func (t *Tracker) Oldest() (s Seq, offset, stamp int64, ok bool) {
+// stamps it was added with; ok is false when every added record is
+// complete.
+func (t *Tracker) Oldest() (s Seq, offset int64, st Stamps, ok bool) {
 	if t.head == t.tail {
-		return 0, 0, 0, false
+		return 0, 0, Stamps{}, false
 	}
 	e := &t.ring[t.head&uint64(len(t.ring)-1)]
-	return Seq(t.head), e.offset, e.stamp, true
+	return Seq(t.head), e.offset, e.stamps, true
 }
 
 // Last returns the offset of the newest record added; ok is false before

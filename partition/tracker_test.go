@@ -12,7 +12,7 @@ func TestTrackerInOrder(t *testing.T) {
 	}
 	var seqs []Seq
 	for off := int64(10); off < 15; off++ {
-		s, ok := tr.Add(off, 3, 0)
+		s, ok := tr.Add(off, 3, Stamps{})
 		if !ok {
 			t.Fatalf("Add(%d) refused", off)
 		}
@@ -37,7 +37,7 @@ func TestTrackerOutOfOrderWithGaps(t *testing.T) {
 	offsets := []int64{0, 1, 5, 6, 100, 101} // gaps: compaction, txn markers
 	seqs := make([]Seq, len(offsets))
 	for i, o := range offsets {
-		seqs[i], _ = tr.Add(o, 0, 0)
+		seqs[i], _ = tr.Add(o, 0, Stamps{})
 	}
 	tr.Done(seqs[2])
 	tr.Done(seqs[3])
@@ -64,11 +64,11 @@ func TestTrackerOutOfOrderWithGaps(t *testing.T) {
 
 func TestTrackerRejectsBadInput(t *testing.T) {
 	var tr Tracker
-	s, _ := tr.Add(5, 0, 0)
-	if _, ok := tr.Add(5, 0, 0); ok {
+	s, _ := tr.Add(5, 0, Stamps{})
+	if _, ok := tr.Add(5, 0, Stamps{}); ok {
 		t.Fatal("duplicate offset accepted")
 	}
-	if _, ok := tr.Add(4, 0, 0); ok {
+	if _, ok := tr.Add(4, 0, Stamps{}); ok {
 		t.Fatal("decreasing offset accepted")
 	}
 	if tr.Done(s + 7) {
@@ -86,7 +86,7 @@ func TestTrackerSteadyStateNoAlloc(t *testing.T) {
 	off := int64(0)
 	fill := func() {
 		for len(seqs) < window {
-			s, _ := tr.Add(off, 0, 0)
+			s, _ := tr.Add(off, 0, Stamps{})
 			off += 2
 			seqs = append(seqs, s)
 		}
@@ -120,7 +120,7 @@ func checkTracker(t *testing.T, rng *rand.Rand, n int) {
 		off += 1 + int64(rng.IntN(3)) // gaps of up to two offsets
 		offsets[i] = off
 		var ok bool
-		if seqs[i], ok = tr.Add(off, 0, 0); !ok {
+		if seqs[i], ok = tr.Add(off, 0, Stamps{}); !ok {
 			t.Fatalf("Add(%d) refused", off)
 		}
 	}
@@ -180,7 +180,7 @@ func BenchmarkTracker(b *testing.B) {
 	b.ReportAllocs()
 	off := int64(0)
 	for i := 0; i < b.N; i++ {
-		s, _ := tr.Add(off, 0, 0)
+		s, _ := tr.Add(off, 0, Stamps{})
 		off++
 		seqs = append(seqs, s)
 		if len(seqs) == cap(seqs) {
@@ -201,16 +201,16 @@ func TestTrackerPassedOldestLast(t *testing.T) {
 	if _, _, _, ok := tr.Oldest(); ok {
 		t.Fatal("empty tracker has an oldest record")
 	}
-	a, _ := tr.Add(10, 0, 111)
-	b, _ := tr.Add(12, 0, 222)
-	c, _ := tr.Add(13, 0, 333)
+	a, _ := tr.Add(10, 0, Stamps{111, 1})
+	b, _ := tr.Add(12, 0, Stamps{222, 2})
+	c, _ := tr.Add(13, 0, Stamps{333, 3})
 	if l, ok := tr.Last(); !ok || l != 13 {
 		t.Fatalf("last = %d,%v want 13", l, ok)
 	}
 	tr.Done(b)
 	tr.Done(c)
-	if s, o, st, ok := tr.Oldest(); !ok || s != a || o != 10 || st != 111 {
-		t.Fatalf("oldest = seq %d offset %d stamp %d %v, want seq %d offset 10 stamp 111", s, o, st, ok, a)
+	if s, o, st, ok := tr.Oldest(); !ok || s != a || o != 10 || st != (Stamps{111, 1}) {
+		t.Fatalf("oldest = seq %d offset %d stamps %v %v, want seq %d offset 10 stamps {111 1}", s, o, st, ok, a)
 	}
 	if tr.Passed() != 0 || tr.Pending() != 3 {
 		t.Fatalf("passed %d pending %d behind an incomplete head, want 0 and 3", tr.Passed(), tr.Pending())
