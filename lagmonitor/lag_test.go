@@ -20,7 +20,7 @@ func TestEndHistoryInterpolates(t *testing.T) {
 		want   time.Time
 		ok     bool
 	}{
-		{50, t0, true},                             // older than the history: its oldest time, a lower bound
+		{50, t0, true}, // older than the history: its oldest time, a lower bound
 		{100, t0.Add(100 * time.Millisecond), true}, // the first record after the first point
 		{149, t0.Add(5 * time.Second), true},
 		{199, t0.Add(10 * time.Second), true},
