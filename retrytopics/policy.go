@@ -178,6 +178,17 @@ func (p *Policy) TierTopics(source string) []string {
 	return out
 }
 
+// TierDelay reports whether topic is one of the policy's retry tiers, and
+// its delay: a tier's records wait that long by design, so a lag monitor
+// measures a tier's time lag against the due time, not the record's age.
+func (p *Policy) TierDelay(topic string) (time.Duration, bool) {
+	t, ok := p.tiers[topic]
+	if !ok {
+		return 0, false
+	}
+	return p.cfg.Tiers[t.index], true
+}
+
 // QuarantineTopic returns the quarantine lane of source.
 func (p *Policy) QuarantineTopic(source string) string {
 	return p.cfg.QuarantineTopic(source, p.cfg.Group)

@@ -255,3 +255,20 @@ func TestConfigNamesField(t *testing.T) {
 		}
 	}
 }
+
+func TestTierDelay(t *testing.T) {
+	p, err := retrytopics.New(retrytopics.Config{Group: "g", Topics: []string{"orders"}, Tiers: []time.Duration{time.Second, time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]time.Duration{"orders.g.retry.1": time.Second, "orders.g.retry.2": time.Minute} {
+		if d, ok := p.TierDelay(topic); !ok || d != want {
+			t.Errorf("TierDelay(%s) = %v %v, want %v", topic, d, ok, want)
+		}
+	}
+	for _, topic := range []string{"orders", "orders.g.dlq", "other"} {
+		if _, ok := p.TierDelay(topic); ok {
+			t.Errorf("TierDelay(%s) says it is a tier", topic)
+		}
+	}
+}
