@@ -225,6 +225,7 @@ const (
 
 var putResultNames = [...]string{"accepted", "replay", "expired"}
 
+// String returns the result's name: "accepted", "replay" or "expired".
 func (r PutResult) String() string {
 	if r >= 0 && int(r) < len(putResultNames) {
 		return putResultNames[r]

@@ -220,8 +220,10 @@ func (c *CapacityEstimator) Capacity(now time.Time) float64 {
 // ([RateConfig.Suggest]). Start from [DefaultRateConfig]; check with
 // [RateConfig.Validate].
 type RateConfig struct {
-	// Recovery is the time within which the suggested rate aims to
-	// drain the backlog. Must be > 0. Default 1m.
+	// Recovery sets the pace of recovery: the suggested rate lets the
+	// backlog shrink by backlog/Recovery records per second, so that it
+	// decays with time constant Recovery (see [RateConfig.Suggest]).
+	// Must be > 0. Default 1m.
 	Recovery time.Duration
 	// Floor is the least rate ever suggested, as a fraction of the
 	// capacity: slowing producers further is the job of shedding by

@@ -9,8 +9,7 @@ import (
 // recent samples ([TrendConfig.Classify]).
 type Trend int8
 
-// The trends, from no verdict to the most worrying. The order is not a
-// severity scale beyond that.
+// The trends. Their numeric order is not a severity scale.
 const (
 	// TrendUnknown: too few samples, or none recent enough to judge.
 	TrendUnknown Trend = iota
@@ -35,6 +34,8 @@ const (
 
 var trendNames = [...]string{"unknown", "ok", "steady", "falling", "rising", "stalled", "rewound"}
 
+// String returns the trend's name: "unknown", "ok", "steady",
+// "falling", "rising", "stalled" or "rewound".
 func (t Trend) String() string {
 	if t >= 0 && int(t) < len(trendNames) {
 		return trendNames[t]
@@ -89,10 +90,11 @@ func (c TrendConfig) Validate() error {
 }
 
 // Classify judges samples (oldest first, times not decreasing) as of now.
-// The rules follow the evaluator of LinkedIn's Burrow, in its order, with
-// these adaptations for samples that the consumer takes of itself every
-// second or so, where Burrow judges commits read every minute or so from
-// __consumer_offsets:
+// The rules are those of the evaluator of LinkedIn's Burrow (zero lag,
+// rewind, stop, stall, lag increasing), adapted to samples that the
+// consumer takes of itself every second or so, where Burrow judges
+// commits read every minute or so from __consumer_offsets. They apply in
+// this order, the first that matches deciding:
 //
 //  1. Fewer than 2 samples: [TrendUnknown]. (Burrow judges any window,
 //     reporting how complete it is; [TrendWindow.Trend] waits for a full
@@ -102,7 +104,9 @@ func (c TrendConfig) Validate() error {
 //     that the consumer stopped committing. Here the samples come from
 //     the monitor, not from the consumer's commits, so a stale window
 //     says only that sampling stopped: [TrendUnknown]. A consumer that
-//     stops committing shows as stalled instead.
+//     stops committing shows as stalled instead. (Burrow checks this
+//     after zero lag and rewind; here it comes first, since a stale
+//     window says nothing of now.)
 //  3. Caught up: the newest lag is zero: [TrendOK]. Burrow deems a window
 //     OK when any lag in it is zero, which hides a lag that has just
 //     started to grow; a window of seconds must show it, so only the
