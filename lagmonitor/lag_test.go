@@ -7,24 +7,24 @@ import (
 	"github.com/floodgate-kafka/floodgate/consumer"
 )
 
-var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+var lagT0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func TestEndHistoryInterpolates(t *testing.T) {
 	var h endHistory
-	h.observe(100, t0)
-	h.observe(200, t0.Add(10*time.Second))
-	h.observe(200, t0.Add(10500*time.Millisecond)) // within the spacing, same end: dropped
-	h.observe(300, t0.Add(20*time.Second))
+	h.observe(100, lagT0)
+	h.observe(200, lagT0.Add(10*time.Second))
+	h.observe(200, lagT0.Add(10500*time.Millisecond)) // within the spacing, same end: dropped
+	h.observe(300, lagT0.Add(20*time.Second))
 	cases := []struct {
 		offset int64
 		want   time.Time
 		ok     bool
 	}{
-		{50, t0, true}, // older than the history: its oldest time, a lower bound
-		{100, t0.Add(100 * time.Millisecond), true}, // the first record after the first point
-		{149, t0.Add(5 * time.Second), true},
-		{199, t0.Add(10 * time.Second), true},
-		{249, t0.Add(15 * time.Second), true},
+		{50, lagT0, true}, // older than the history: its oldest time, a lower bound
+		{100, lagT0.Add(100 * time.Millisecond), true}, // the first record after the first point
+		{149, lagT0.Add(5 * time.Second), true},
+		{199, lagT0.Add(10 * time.Second), true},
+		{249, lagT0.Add(15 * time.Second), true},
 		{300, time.Time{}, false}, // not appended yet
 	}
 	for _, c := range cases {
@@ -37,14 +37,14 @@ func TestEndHistoryInterpolates(t *testing.T) {
 
 func TestEndHistoryRestartsOnTruncation(t *testing.T) {
 	var h endHistory
-	h.observe(100, t0)
-	h.observe(200, t0.Add(time.Second))
-	h.observe(50, t0.Add(2*time.Second)) // truncated: start over
-	if got, ok := h.appendedAt(10); !ok || !got.Equal(t0.Add(2*time.Second)) {
+	h.observe(100, lagT0)
+	h.observe(200, lagT0.Add(time.Second))
+	h.observe(50, lagT0.Add(2*time.Second)) // truncated: start over
+	if got, ok := h.appendedAt(10); !ok || !got.Equal(lagT0.Add(2*time.Second)) {
 		t.Fatalf("after a truncation appendedAt(10) = %v %v, want the new history's start", got, ok)
 	}
 	for i := 0; i < 3*historyLen; i++ { // bounded: old points fall off
-		h.observe(int64(100+i), t0.Add(time.Duration(3+i)*time.Second))
+		h.observe(int64(100+i), lagT0.Add(time.Duration(3+i)*time.Second))
 	}
 	if h.n != historyLen {
 		t.Fatalf("history holds %d points, want %d", h.n, historyLen)
@@ -52,10 +52,10 @@ func TestEndHistoryRestartsOnTruncation(t *testing.T) {
 }
 
 func TestPartitionLag(t *testing.T) {
-	now := t0.Add(time.Minute)
+	now := lagT0.Add(time.Minute)
 	var h endHistory
-	h.observe(1000, t0)
-	h.observe(2000, t0.Add(20*time.Second))
+	h.observe(1000, lagT0)
+	h.observe(2000, lagT0.Add(20*time.Second))
 	base := consumer.PartitionStats{Topic: "t", Partition: 1}
 	cases := []struct {
 		name string
