@@ -18,6 +18,10 @@ import (
 // encoder never writes what its decoder refuses.
 var ErrInvalidSignal = errors.New("lagmonitor: invalid signal")
 
+// ErrInvalidConfig is wrapped by the errors of this package's constructors
+// for an argument or option out of range; the message names it.
+var ErrInvalidConfig = errors.New("lagmonitor: invalid config")
+
 // Bounds of a signal on the wire. [Encode] refuses, and [Decode] rejects,
 // anything outside them (a reason too long is cut, not refused).
 const (
