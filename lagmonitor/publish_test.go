@@ -61,9 +61,11 @@ func newPublisher(t testing.TB, cl *kgo.Client, instance string, opts ...lagmoni
 }
 
 // sig returns a valid signal for topic and group, to be stamped by a
-// publisher.
+// publisher. Its TTL is far longer than any wait in the tests, so that no
+// signal leaves by expiring where a test expects a tombstone or a newer
+// signal to replace it.
 func sig(topic, group string, lvl lagmonitor.Level) lagmonitor.Signal {
-	return lagmonitor.Signal{Topic: topic, Group: group, Level: lvl, OffsetLag: 10, DrainRate: 5, TTL: 15 * time.Second}
+	return lagmonitor.Signal{Topic: topic, Group: group, Level: lvl, OffsetLag: 10, DrainRate: 5, TTL: 10 * time.Minute}
 }
 
 func TestPublishPartitionsByTopic(t *testing.T) {
