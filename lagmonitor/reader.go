@@ -314,6 +314,8 @@ func (r *Reader) Start(ctx context.Context) error {
 		return r.startupTimedOut()
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-r.done: // closed meanwhile
+		return ErrReaderClosed
 	}
 	select {
 	case <-r.caughtUp:
@@ -322,6 +324,8 @@ func (r *Reader) Start(ctx context.Context) error {
 		return r.startupTimedOut()
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-r.done: // closed meanwhile
+		return ErrReaderClosed
 	}
 }
 

@@ -1,6 +1,7 @@
 package lagmonitor_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -547,5 +548,41 @@ func TestReaderLookback(t *testing.T) {
 			t.Errorf("lookback %v: read %d records, want %d", c.lookback, st.Read, len(c.want))
 		}
 		r.Close()
+	}
+}
+
+func TestReaderCloseDuringStart(t *testing.T) {
+	c, brokers := controlTopic(t, 1)
+	cl := publishClient(t, brokers)
+	if _, err := newPublisher(t, cl, "i-1").Publish(ctx(t), sig("orders", "g", lagmonitor.LevelHigh)); err != nil {
+		t.Fatal(err)
+	}
+	// Every fetch fails (kfake drops the connection), so that Start
+	// waits for the end offsets until Close.
+	fetched := make(chan struct{}, 1)
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		select {
+		case fetched <- struct{}{}:
+		default:
+		}
+		return nil, errors.New("fetch refused"), true
+	})
+	r := newReader(t, brokers, []string{"orders"}, lagmonitor.ReadStartupTimeout(time.Minute))
+	errc := make(chan error, 1)
+	go func() { errc <- r.Start(context.Background()) }()
+	select {
+	case <-fetched:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader did not fetch within 10s")
+	}
+	r.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, lagmonitor.ErrReaderClosed) {
+			t.Errorf("Start interrupted by Close: %v, want ErrReaderClosed", err)
+		}
+	case <-time.After(30 * time.Second): // well below the startup timeout
+		t.Fatal("Start did not return within 30s of Close")
 	}
 }
