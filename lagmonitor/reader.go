@@ -1,0 +1,701 @@
+package lagmonitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Reader defaults.
+const (
+	DefaultStartupTimeout   = 10 * time.Second
+	DefaultLookback         = 2 * time.Minute
+	DefaultMaxClockSkew     = 30 * time.Second
+	DefaultMetadataInterval = time.Minute
+)
+
+var (
+	// ErrStartupTimeout is wrapped by [Reader.Start]'s error when the
+	// reader did not read the control topic up to the end offsets it
+	// found at start within the startup timeout. The reader goes on
+	// following it; until it has caught up, some live signals may be
+	// missing (fail-open: missing means no pressure).
+	ErrStartupTimeout = errors.New("lagmonitor: control topic not read to its end within the startup timeout")
+	// ErrReaderClosed is returned by [Reader.Start] after [Reader.Close],
+	// and by a second Start.
+	ErrReaderClosed = errors.New("lagmonitor: reader closed or already started")
+)
+
+// ReaderOpt configures a [Reader].
+type ReaderOpt interface{ applyReader(*readerCfg) }
+
+type readerCfg struct {
+	kopts            []kgo.Opt
+	verifier         *Verifier
+	now              func() time.Time
+	startupTimeout   time.Duration
+	lookback         time.Duration
+	maxSkew          time.Duration
+	metadataInterval time.Duration
+	onReject         func(Rejection)
+}
+
+type readerOpt func(*readerCfg)
+
+func (o readerOpt) applyReader(c *readerCfg) { o(c) }
+
+// ReadKgoOpts adds options to the reader's own client (SASL, TLS, a
+// logger, ...), after the seed brokers. Consumer-group, share-group and
+// consume options are refused: the reader chooses the partitions it reads.
+func ReadKgoOpts(opts ...kgo.Opt) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.kopts = append(c.kopts, opts...) })
+}
+
+// ReadVerifier verifies every record's signature with v before decoding it
+// (see [Verifier.Verify] for records without one). Default: none, no
+// record is checked, signed or not.
+func ReadVerifier(v *Verifier) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.verifier = v })
+}
+
+// ReadClock sets the clock that decides which signals have expired and
+// which were issued in the future. Default time.Now. (The lookback is
+// measured on the wall clock, against record timestamps.)
+func ReadClock(now func() time.Time) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.now = now })
+}
+
+// ReadStartupTimeout bounds [Reader.Start]: reading the control topic up to
+// the end offsets it finds at start. Default 10s; it must be positive.
+func ReadStartupTimeout(d time.Duration) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.startupTimeout = d })
+}
+
+// ReadLookback sets how far back in time the reader starts reading: at the
+// first record stamped at most d ago. A live instance's latest signal is
+// at most one heartbeat old, so d must exceed the publishers' heartbeat
+// interval; a signal published more than d ago is not seen at start
+// (fail-open). 0 reads from the start of the log. Default 2m.
+func ReadLookback(d time.Duration) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.lookback = d })
+}
+
+// ReadMaxClockSkew sets how far in the reader's future a signal may be
+// issued: one issued later is rejected (reason [RejectFuture]), so that a
+// publisher with a clock far ahead cannot hold pressure beyond its TTL.
+// Default 30s; it must not be negative.
+func ReadMaxClockSkew(d time.Duration) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.maxSkew = d })
+}
+
+// ReadMetadataInterval sets how often the reader asks how many partitions
+// the control topic has, and starts reading the partitions that the
+// topics it follows move to when it gains some (it keeps reading the old
+// ones, where publishers that have not yet noticed still write). It is
+// also the pace, at most 5s, of retries while the control topic cannot be
+// read. Default 1m; it must be positive.
+func ReadMetadataInterval(d time.Duration) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.metadataInterval = d })
+}
+
+// ReadOnReject calls fn for each record the reader rejects, with why, so
+// that it can be counted and logged. fn is called from the reader's
+// goroutine, one call at a time, without the reader's lock held: it must be
+// fast; a panic in it is recovered (and becomes the last error). Expired
+// signals and records for topics not followed are not rejections (they
+// are counted in [ReaderStats]). Default: none.
+func ReadOnReject(fn func(Rejection)) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.onReject = fn })
+}
+
+// RejectReason says why a record was rejected.
+type RejectReason string
+
+// The reasons a record is rejected.
+const (
+	RejectMalformed       RejectReason = "malformed"       // not a valid signal or key: [Decode]'s error
+	RejectUnauthenticated RejectReason = "unauthenticated" // [Verifier.Verify]'s error
+	RejectReplayed        RejectReason = "replayed"        // seq not above the last accepted from that instance
+	RejectFuture          RejectReason = "future"          // issued beyond the allowed clock skew
+)
+
+// Rejection describes one rejected control-topic record.
+type Rejection struct {
+	Partition int32
+	Offset    int64
+	Key       []byte // the record's key, at most its first 256 bytes (a copy)
+	Reason    RejectReason
+	Err       error // what was wrong
+}
+
+// ReaderStats are a [Reader]'s counters since it was created, and its state.
+type ReaderStats struct {
+	Read            uint64 // records read (control records of transactions aside)
+	Accepted        uint64 // signals accepted
+	Tombstones      uint64 // tombstones accepted
+	Ignored         uint64 // records for topics the reader does not follow
+	Malformed       uint64 // rejected: not a valid key or signal
+	Unauthenticated uint64 // rejected: signature missing (when required), unknown key id or wrong
+	Replayed        uint64 // rejected: sequence not above the last accepted from that instance
+	Future          uint64 // rejected: issued beyond the allowed clock skew
+	// Expired counts signals that stopped holding as their TTL passed:
+	// read already expired, or expired while held (counted when the
+	// reader notices: within a second, or at Stats).
+	Expired uint64
+	Live    int // signals live now, by the reader's clock
+
+	Partitions []int32 // the control topic's partitions read, ascending
+	CaughtUp   bool    // the partitions were read up to the end offsets found when reading them began
+	// CatchUp is how long reading up to those end offsets took, once
+	// CaughtUp.
+	CatchUp     time.Duration
+	LastError   error // the latest error: the control topic missing or unreadable, a fetch error, a startup timeout
+	LastErrorAt time.Time
+}
+
+// Reader follows the signals that consumers publish on the control topic
+// for a set of destination topics: a producer's view of the pressure on the
+// topics it writes. It reads, with its own client and no consumer group,
+// exactly the control-topic partitions [PartitionFor] gives for those
+// topics; it keeps, per topic, group and instance, the latest signal it
+// accepted; tombstones remove them; signals expire by their TTL
+// (fail-open: an expired or absent signal means no pressure). Records it
+// cannot accept are counted (and reported through [ReadOnReject]), never
+// fatal.
+//
+// Call [Reader.Start] once, then [Reader.Signals] as often as needed, and
+// [Reader.Close] at the end. It is safe for concurrent use.
+type Reader struct {
+	control string
+	topics  []string // followed, sorted
+	follows map[string]bool
+	cfg     readerCfg
+	cl      *kgo.Client
+
+	mu        sync.Mutex
+	held      map[string]map[instKey]*held // by topic
+	st        ReaderStats                  // counters; the rest is filled by Stats
+	parts     map[int32]bool               // partitions read
+	nparts    int32                        // the control topic's partitions, as last seen
+	pending   map[int32]int64              // end offsets still to reach
+	caughtUp  chan struct{}                // closed once pending empties
+	catchFrom time.Time
+	started   bool
+	closed    bool
+
+	firstSetup chan error
+	cancel     context.CancelFunc
+	done       chan struct{}
+	closeOnce  sync.Once
+}
+
+type instKey struct{ group, instance string }
+
+// held is the latest accepted signal of one instance for one topic and
+// group; after a tombstone it is kept, gone, until that signal would have
+// expired, so that replaying the signal cannot bring it back.
+type held struct {
+	sig  Signal
+	gone bool
+}
+
+// NewReader returns a reader of controlTopic on the cluster of seeds,
+// following the signals for topics (at least one). It builds its client
+// (closed by Close) but does no I/O until Start.
+func NewReader(seeds []string, controlTopic string, topics []string, opts ...ReaderOpt) (*Reader, error) {
+	cfg := readerCfg{
+		now:              time.Now,
+		startupTimeout:   DefaultStartupTimeout,
+		lookback:         DefaultLookback,
+		maxSkew:          DefaultMaxClockSkew,
+		metadataInterval: DefaultMetadataInterval,
+	}
+	for _, o := range opts {
+		o.applyReader(&cfg)
+	}
+	switch {
+	case len(seeds) == 0:
+		return nil, fmt.Errorf("%w: no seed brokers", ErrInvalidConfig)
+	case !legalTopic(controlTopic):
+		return nil, fmt.Errorf("%w: control topic %q is not a legal topic name", ErrInvalidConfig, controlTopic)
+	case len(topics) == 0:
+		return nil, fmt.Errorf("%w: no topics to follow", ErrInvalidConfig)
+	case cfg.now == nil:
+		return nil, fmt.Errorf("%w: ReadClock is nil", ErrInvalidConfig)
+	case cfg.startupTimeout <= 0:
+		return nil, fmt.Errorf("%w: ReadStartupTimeout %v is not positive", ErrInvalidConfig, cfg.startupTimeout)
+	case cfg.lookback < 0:
+		return nil, fmt.Errorf("%w: ReadLookback %v is negative", ErrInvalidConfig, cfg.lookback)
+	case cfg.maxSkew < 0:
+		return nil, fmt.Errorf("%w: ReadMaxClockSkew %v is negative", ErrInvalidConfig, cfg.maxSkew)
+	case cfg.metadataInterval <= 0:
+		return nil, fmt.Errorf("%w: ReadMetadataInterval %v is not positive", ErrInvalidConfig, cfg.metadataInterval)
+	}
+	r := &Reader{
+		control:    controlTopic,
+		follows:    make(map[string]bool),
+		cfg:        cfg,
+		held:       make(map[string]map[instKey]*held),
+		parts:      make(map[int32]bool),
+		pending:    make(map[int32]int64),
+		caughtUp:   make(chan struct{}),
+		firstSetup: make(chan error, 1),
+		done:       make(chan struct{}),
+	}
+	for _, t := range topics {
+		if !legalTopic(t) {
+			return nil, fmt.Errorf("%w: topic %q is not a legal topic name", ErrInvalidConfig, t)
+		}
+		if !r.follows[t] {
+			r.follows[t] = true
+			r.topics = append(r.topics, t)
+		}
+	}
+	sort.Strings(r.topics)
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, cfg.kopts...)
+	// Transaction markers are kept so that an end offset just past one
+	// is seen reached; they are not signals and are skipped.
+	kopts = append(kopts, kgo.KeepControlRecords())
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reader client: %v", ErrInvalidConfig, err)
+	}
+	g, _ := cl.OptValue(kgo.ConsumerGroup).(string)
+	sg, _ := cl.OptValue(kgo.ShareGroup).(string)
+	ts, _ := cl.OptValue(kgo.ConsumeTopics).(map[string]*regexp.Regexp)
+	ps, _ := cl.OptValue(kgo.ConsumePartitions).(map[string]map[int32]kgo.Offset)
+	if g != "" || sg != "" || len(ts) > 0 || len(ps) > 0 {
+		cl.Close()
+		return nil, fmt.Errorf("%w: ReadKgoOpts: no consumer group, share group or consume option: the reader chooses the partitions it reads", ErrInvalidConfig)
+	}
+	r.cl = cl
+	return r, nil
+}
+
+// Start reads the control-topic partitions of the followed topics, from
+// the lookback on, up to the end offsets it finds, and returns once it has
+// (nil), or when the startup timeout passes (an error wrapping
+// [ErrStartupTimeout]), or when ctx ends (ctx's error), or at once when the
+// control topic cannot be read (missing, no rights: the error wraps the
+// kerr error and names the ACLs needed). In every case but a second Start
+// or one after Close ([ErrReaderClosed]), the reader goes on in a goroutine
+// until Close: it follows the topic, retries what failed, and keeps what
+// failed in [ReaderStats]. A producer may go on after any error: what the
+// reader does not know means no pressure.
+func (r *Reader) Start(ctx context.Context) error {
+	r.mu.Lock()
+	if r.started || r.closed {
+		r.mu.Unlock()
+		return ErrReaderClosed
+	}
+	r.started = true
+	fctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.mu.Unlock()
+
+	timer := time.NewTimer(r.cfg.startupTimeout)
+	defer timer.Stop()
+	go r.follow(fctx)
+	select {
+	case err := <-r.firstSetup:
+		if err != nil {
+			return err
+		}
+	case <-timer.C:
+		return r.startupTimedOut()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.done: // closed meanwhile
+		return ErrReaderClosed
+	}
+	select {
+	case <-r.caughtUp:
+		return nil
+	case <-timer.C:
+		return r.startupTimedOut()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.done: // closed meanwhile
+		return ErrReaderClosed
+	}
+}
+
+func (r *Reader) startupTimedOut() error {
+	r.mu.Lock()
+	left := len(r.pending)
+	r.mu.Unlock()
+	err := fmt.Errorf("%w (%v; %d partitions of %q not yet read to their end; following goes on)", ErrStartupTimeout, r.cfg.startupTimeout, left, r.control)
+	r.setErr(err)
+	return err
+}
+
+// Close stops the reader and closes its client, waiting for its goroutine.
+// It may be called more than once, and without Start.
+func (r *Reader) Close() {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		started := r.started
+		r.mu.Unlock()
+		if !started {
+			r.cl.Close()
+			return
+		}
+		r.cancel()
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second): // a request ignoring ctx: closing the client ends it
+		}
+		r.cl.Close()
+		<-r.done
+	})
+}
+
+// Signals returns the live signals accepted for topic: for each group and
+// instance that published for it, the latest, unless a tombstone removed
+// it or it has expired at now. They are sorted by group then instance.
+// The signals (and their Paused maps) are the reader's: do not modify
+// them. A topic the reader does not follow has none.
+func (r *Reader) Signals(topic string, now time.Time) []Signal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Signal
+	for _, h := range r.held[topic] {
+		if !h.gone && h.sig.Live(now) {
+			out = append(out, h.sig)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Group != out[j].Group {
+			return out[i].Group < out[j].Group
+		}
+		return out[i].Instance < out[j].Instance
+	})
+	return out
+}
+
+// Topics returns the topics the reader follows, sorted.
+func (r *Reader) Topics() []string { return slices.Clone(r.topics) }
+
+// Stats returns the reader's counters and state, after counting the
+// signals that expired by now (the reader's clock).
+func (r *Reader) Stats() ReaderStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.cfg.now()
+	r.sweepLocked(now)
+	st := r.st
+	for _, m := range r.held {
+		for _, h := range m {
+			if !h.gone && h.sig.Live(now) {
+				st.Live++
+			}
+		}
+	}
+	for p := range r.parts {
+		st.Partitions = append(st.Partitions, p)
+	}
+	slices.Sort(st.Partitions)
+	select {
+	case <-r.caughtUp:
+		st.CaughtUp = true
+	default:
+	}
+	return st
+}
+
+// follow is the reader's goroutine: it sets the reading up (retrying
+// until it can), polls, and checks the control topic's partitions now and
+// then.
+func (r *Reader) follow(ctx context.Context) {
+	defer close(r.done)
+	retry := min(r.cfg.metadataInterval, 5*time.Second)
+	tick := min(time.Second, retry)
+	ready, first := false, true
+	var nextSetup, nextMeta time.Time
+	var rejected []Rejection
+	for ctx.Err() == nil {
+		if now := time.Now(); !ready && !now.Before(nextSetup) {
+			err := r.setup(ctx)
+			if err != nil {
+				r.setErr(err)
+				nextSetup = now.Add(retry)
+			} else {
+				ready, nextMeta = true, now.Add(r.cfg.metadataInterval)
+			}
+			if first { // after setErr: Start's caller sees it in Stats
+				r.firstSetup <- err
+				first = false
+			}
+		} else if ready && !now.Before(nextMeta) {
+			r.checkPartitions(ctx)
+			nextMeta = now.Add(r.cfg.metadataInterval)
+		}
+
+		pctx, cancel := context.WithTimeout(ctx, tick)
+		fs := r.cl.PollFetches(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		fetchErr := false
+		fs.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+				return
+			}
+			fetchErr = true
+			r.setErr(r.readErr(fmt.Sprintf("fetching partition %d", p), err))
+		})
+		rejected = rejected[:0]
+		r.mu.Lock()
+		now := r.cfg.now()
+		fs.EachRecord(func(rec *kgo.Record) {
+			if rj := r.handleLocked(rec, now); rj != nil {
+				rejected = append(rejected, *rj)
+			}
+		})
+		r.sweepLocked(now)
+		r.mu.Unlock()
+		for _, rj := range rejected {
+			r.report(rj)
+		}
+		if fetchErr && fs.NumRecords() == 0 {
+			// An error kgo does not retry itself (no READ right)
+			// comes back at every poll: pace them.
+			select {
+			case <-ctx.Done():
+			case <-time.After(retry):
+			}
+		}
+	}
+}
+
+// setup finds the control topic's partitions and starts reading those of
+// the followed topics from the lookback, noting the end offsets to reach.
+func (r *Reader) setup(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.startupTimeout)
+	defer cancel()
+	n, err := topicPartitions(ctx, r.cl, r.control)
+	if err != nil {
+		return r.readErr("looking it up", err)
+	}
+	var want []int32
+	for _, t := range r.topics {
+		if p := PartitionFor(t, int(n)); !slices.Contains(want, p) {
+			want = append(want, p)
+		}
+	}
+	adm := kadm.NewClient(r.cl)
+	ends, err := adm.ListEndOffsets(ctx, r.control)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return r.readErr("listing its end offsets", err)
+	}
+	starts := make(map[int32]int64)
+	if r.cfg.lookback > 0 {
+		from, err := adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-r.cfg.lookback).UnixMilli(), r.control)
+		if err == nil {
+			err = from.Error()
+		}
+		if err != nil {
+			return r.readErr("listing its offsets after the lookback", err)
+		}
+		for _, p := range want {
+			if o, ok := from.Lookup(r.control, p); ok {
+				starts[p] = o.Offset
+			}
+		}
+	}
+	offsets := make(map[int32]kgo.Offset, len(want))
+	r.mu.Lock()
+	r.nparts = n
+	r.catchFrom = time.Now()
+	for _, p := range want {
+		start, ok := starts[p]
+		if !ok {
+			start = 0 // from the start of the log, or the log start if later
+			offsets[p] = kgo.NewOffset().AtStart()
+		} else {
+			offsets[p] = kgo.NewOffset().At(start)
+		}
+		r.parts[p] = true
+		if end, ok := ends.Lookup(r.control, p); ok && end.Offset > start {
+			r.pending[p] = end.Offset
+		}
+	}
+	r.maybeCaughtUpLocked()
+	r.mu.Unlock()
+	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.control: offsets})
+	return nil
+}
+
+// checkPartitions starts reading, from their start, the partitions that
+// the followed topics moved to if the control topic gained partitions.
+func (r *Reader) checkPartitions(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.startupTimeout)
+	defer cancel()
+	n, err := topicPartitions(ctx, r.cl, r.control)
+	if err != nil {
+		r.setErr(r.readErr("looking it up", err))
+		return
+	}
+	add := make(map[int32]kgo.Offset)
+	r.mu.Lock()
+	if n > r.nparts {
+		r.nparts = n
+		for _, t := range r.topics {
+			if p := PartitionFor(t, int(n)); !r.parts[p] {
+				r.parts[p] = true
+				add[p] = kgo.NewOffset().AtStart()
+			}
+		}
+	}
+	r.mu.Unlock()
+	if len(add) > 0 {
+		r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.control: add})
+	}
+}
+
+// handleLocked applies one record; it returns a rejection to report.
+func (r *Reader) handleLocked(rec *kgo.Record, now time.Time) *Rejection {
+	if end, ok := r.pending[rec.Partition]; ok && rec.Offset+1 >= end {
+		delete(r.pending, rec.Partition)
+		r.maybeCaughtUpLocked()
+	}
+	if rec.Attrs.IsControl() {
+		return nil
+	}
+	r.st.Read++
+	reject := func(why RejectReason, err error) *Rejection {
+		switch why {
+		case RejectMalformed:
+			r.st.Malformed++
+		case RejectUnauthenticated:
+			r.st.Unauthenticated++
+		case RejectReplayed:
+			r.st.Replayed++
+		case RejectFuture:
+			r.st.Future++
+		}
+		key := rec.Key
+		if len(key) > 256 {
+			key = key[:256]
+		}
+		return &Rejection{Partition: rec.Partition, Offset: rec.Offset, Key: slices.Clone(key), Reason: why, Err: err}
+	}
+	topic, instance, group, err := ParseKey(rec.Key)
+	if err != nil {
+		return reject(RejectMalformed, err)
+	}
+	if !r.follows[topic] {
+		r.st.Ignored++
+		return nil
+	}
+	if r.cfg.verifier != nil {
+		if err := r.cfg.verifier.Verify(rec); err != nil {
+			return reject(RejectUnauthenticated, err)
+		}
+	}
+	s, tomb, err := Decode(rec.Key, rec.Value)
+	if err != nil {
+		return reject(RejectMalformed, err)
+	}
+	m := r.held[topic]
+	if m == nil {
+		m = make(map[instKey]*held)
+		r.held[topic] = m
+	}
+	k := instKey{group, instance}
+	h := m[k]
+	if tomb {
+		r.st.Tombstones++
+		if h != nil {
+			h.gone = true
+		}
+		return nil
+	}
+	if h != nil && s.Seq <= h.sig.Seq {
+		return reject(RejectReplayed, fmt.Errorf("seq %d, %d already accepted from instance %s", s.Seq, h.sig.Seq, instance))
+	}
+	if s.IssuedAt.After(now.Add(r.cfg.maxSkew)) {
+		return reject(RejectFuture, fmt.Errorf("issued at %s, more than %v after the reader's %s", s.IssuedAt.Format(time.RFC3339Nano), r.cfg.maxSkew, now.Format(time.RFC3339Nano)))
+	}
+	if !s.Live(now) {
+		r.st.Expired++
+		return nil
+	}
+	r.st.Accepted++
+	m[k] = &held{sig: s}
+	return nil
+}
+
+// sweepLocked forgets the signals expired at now (counting those not
+// removed by a tombstone).
+func (r *Reader) sweepLocked(now time.Time) {
+	for topic, m := range r.held {
+		for k, h := range m {
+			if !h.sig.Live(now) {
+				if !h.gone {
+					r.st.Expired++
+				}
+				delete(m, k)
+			}
+		}
+		if len(m) == 0 {
+			delete(r.held, topic)
+		}
+	}
+}
+
+func (r *Reader) maybeCaughtUpLocked() {
+	if len(r.pending) > 0 {
+		return
+	}
+	select {
+	case <-r.caughtUp:
+	default:
+		r.st.CatchUp = time.Since(r.catchFrom)
+		close(r.caughtUp)
+	}
+}
+
+func (r *Reader) report(rj Rejection) {
+	if r.cfg.onReject == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			r.setErr(fmt.Errorf("lagmonitor: ReadOnReject hook panicked: %v", v))
+		}
+	}()
+	r.cfg.onReject(rj)
+}
+
+func (r *Reader) setErr(err error) {
+	r.mu.Lock()
+	r.st.LastError, r.st.LastErrorAt = err, time.Now()
+	r.mu.Unlock()
+}
+
+// readErr wraps an error reading the control topic, naming the ACLs
+// needed when it is an authorization failure.
+func (r *Reader) readErr(doing string, err error) error {
+	switch {
+	case errors.Is(err, kerr.TopicAuthorizationFailed):
+		return fmt.Errorf("lagmonitor: control topic %q: %s: not authorized: the reader's principal needs DESCRIBE and READ on topic %q: %w", r.control, doing, r.control, err)
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return fmt.Errorf("lagmonitor: control topic %q: %s: it does not exist (EnsureControlTopic creates it); retrying: %w", r.control, doing, err)
+	}
+	return fmt.Errorf("lagmonitor: control topic %q: %s: %w", r.control, doing, err)
+}
