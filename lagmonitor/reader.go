@@ -182,7 +182,7 @@ type Reader struct {
 	cl      *kgo.Client
 
 	mu        sync.Mutex
-	held      map[string]map[instKey]*held // by topic
+	table     Table // the latest accepted signal per topic, group and instance
 	st        ReaderStats                  // counters; the rest is filled by Stats
 	parts     map[int32]bool               // partitions read
 	nparts    int32                        // the control topic's partitions, as last seen
@@ -196,16 +196,6 @@ type Reader struct {
 	cancel     context.CancelFunc
 	done       chan struct{}
 	closeOnce  sync.Once
-}
-
-type instKey struct{ group, instance string }
-
-// held is the latest accepted signal of one instance for one topic and
-// group; after a tombstone it is kept, gone, until that signal would have
-// expired, so that replaying the signal cannot bring it back.
-type held struct {
-	sig  Signal
-	gone bool
 }
 
 // NewReader returns a reader of controlTopic on the cluster of seeds,
@@ -244,7 +234,6 @@ func NewReader(seeds []string, controlTopic string, topics []string, opts ...Rea
 		control:    controlTopic,
 		follows:    make(map[string]bool),
 		cfg:        cfg,
-		held:       make(map[string]map[instKey]*held),
 		parts:      make(map[int32]bool),
 		pending:    make(map[int32]int64),
 		caughtUp:   make(chan struct{}),
@@ -368,19 +357,16 @@ func (r *Reader) Close() {
 func (r *Reader) Signals(topic string, now time.Time) []Signal {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []Signal
-	for _, h := range r.held[topic] {
-		if !h.gone && h.sig.Live(now) {
-			out = append(out, h.sig)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Group != out[j].Group {
-			return out[i].Group < out[j].Group
-		}
-		return out[i].Instance < out[j].Instance
-	})
-	return out
+	return r.table.Signals(topic, now)
+}
+
+// Pressure returns the pressure on topic at now: [Aggregate] over the live
+// signals the reader holds for it. A topic without one has no pressure
+// (fail-open).
+func (r *Reader) Pressure(topic string, now time.Time) Pressure {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.table.Pressure(topic, now)
 }
 
 // Topics returns the topics the reader follows, sorted.
@@ -394,12 +380,8 @@ func (r *Reader) Stats() ReaderStats {
 	now := r.cfg.now()
 	r.sweepLocked(now)
 	st := r.st
-	for _, m := range r.held {
-		for _, h := range m {
-			if !h.gone && h.sig.Live(now) {
-				st.Live++
-			}
-		}
+	for _, t := range r.table.Topics(now) {
+		st.Live += len(r.table.Signals(t, now))
 	}
 	for p := range r.parts {
 		st.Partitions = append(st.Partitions, p)
@@ -611,51 +593,29 @@ func (r *Reader) handleLocked(rec *kgo.Record, now time.Time) *Rejection {
 	if err != nil {
 		return reject(RejectMalformed, err)
 	}
-	m := r.held[topic]
-	if m == nil {
-		m = make(map[instKey]*held)
-		r.held[topic] = m
-	}
-	k := instKey{group, instance}
-	h := m[k]
 	if tomb {
 		r.st.Tombstones++
-		if h != nil {
-			h.gone = true
-		}
+		r.table.Delete(topic, group, instance)
 		return nil
-	}
-	if h != nil && s.Seq <= h.sig.Seq {
-		return reject(RejectReplayed, fmt.Errorf("seq %d, %d already accepted from instance %s", s.Seq, h.sig.Seq, instance))
 	}
 	if s.IssuedAt.After(now.Add(r.cfg.maxSkew)) {
 		return reject(RejectFuture, fmt.Errorf("issued at %s, more than %v after the reader's %s", s.IssuedAt.Format(time.RFC3339Nano), r.cfg.maxSkew, now.Format(time.RFC3339Nano)))
 	}
-	if !s.Live(now) {
+	switch r.table.Put(s, now) {
+	case PutReplay:
+		return reject(RejectReplayed, fmt.Errorf("seq %d, not above the last accepted from instance %s", s.Seq, instance))
+	case PutExpired:
 		r.st.Expired++
-		return nil
+	default:
+		r.st.Accepted++
 	}
-	r.st.Accepted++
-	m[k] = &held{sig: s}
 	return nil
 }
 
 // sweepLocked forgets the signals expired at now (counting those not
 // removed by a tombstone).
 func (r *Reader) sweepLocked(now time.Time) {
-	for topic, m := range r.held {
-		for k, h := range m {
-			if !h.sig.Live(now) {
-				if !h.gone {
-					r.st.Expired++
-				}
-				delete(m, k)
-			}
-		}
-		if len(m) == 0 {
-			delete(r.held, topic)
-		}
-	}
+	r.st.Expired += uint64(r.table.Expire(now))
 }
 
 func (r *Reader) maybeCaughtUpLocked() {
