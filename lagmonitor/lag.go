@@ -32,6 +32,9 @@ type PartitionLag struct {
 	// Completed counts the records that reached a terminal state since
 	// the partition was assigned, Diverted of them by a divert.
 	Completed, Diverted uint64
+	// Trend says where the lag goes ([TrendWindow]); TrendUnknown until
+	// the monitor has sampled it long enough.
+	Trend Trend
 }
 
 // endPoint is one observation of a partition's end offset.

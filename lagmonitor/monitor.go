@@ -1,0 +1,581 @@
+package lagmonitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/consumer"
+	"github.com/floodgate-kafka/floodgate/partition"
+)
+
+// Config configures a [Monitor]. Group and ControlTopic are required; the
+// zero value of every other field is its documented default.
+type Config struct {
+	// Group is the consumer group the runtime consumes for.
+	Group string
+	// ControlTopic is where signals are published (see [Publisher]).
+	ControlTopic string
+	// Instance names this instance in its signals; default
+	// NewInstanceID(Group). Give each incarnation its own: sequences are
+	// per instance.
+	Instance string
+	// Thresholds decide the levels; default [DefaultThresholds].
+	Thresholds Thresholds
+	// Rate shapes the suggested producer rate; default
+	// [DefaultRateConfig].
+	Rate RateConfig
+	// EvalInterval is how often lags are measured and levels decided; a
+	// level change is published at once. Default 100ms.
+	EvalInterval time.Duration
+	// Heartbeat is how often a topic's signal is published while its
+	// level stays the same. Default 5s.
+	Heartbeat time.Duration
+	// TTL is how long a signal holds (fail-open after); it must exceed
+	// Heartbeat. Default 3 × Heartbeat.
+	TTL time.Duration
+	// RefreshInterval is how often end offsets and committed offsets are
+	// listed from the brokers, for partitions that fetches do not
+	// refresh (paused, idle, not fetched yet). Default 3s.
+	RefreshInterval time.Duration
+	// TierDelay, if set, says which topics are retry tiers and their
+	// delay: a tier's records wait that long by design, so its time lag
+	// is measured against the due time (retrytopics.Policy.TierDelay).
+	TierDelay func(topic string) (time.Duration, bool)
+	// Signer, if set, signs every signal and tombstone (see [Signer]).
+	Signer *Signer
+	// Hooks observe the monitor ([HookLevelChange], [HookPublish]).
+	Hooks []Hook
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Hook observes a [Monitor]: a value implementing any of the Hook*
+// interfaces. Hooks are called from the monitor's goroutine and must be
+// fast.
+type Hook any
+
+// HookLevelChange is called for every change of a topic's level: a
+// structured event for logs and traces.
+type HookLevelChange interface {
+	OnLevelChange(e LevelEvent)
+}
+
+// HookPublish is called after every publish attempt (err nil on success).
+type HookPublish interface {
+	OnPublish(s Signal, err error)
+}
+
+// LevelEvent is a change of level of one topic, as one instance of a group
+// sees it.
+type LevelEvent struct {
+	Group, Topic, Instance string
+	From, To               Level
+	Reason                 string
+	OffsetLag              int64
+	TimeLag                time.Duration
+	DrainRate              float64
+	SuggestedRate          float64
+	At                     time.Time
+}
+
+// TopicLag is one topic's lag as this instance sees it: its partitions'
+// lags and what was decided from them.
+type TopicLag struct {
+	Topic         string
+	Level         Level
+	Reason        string
+	OffsetLag     int64         // summed over the partitions
+	TimeLag       time.Duration // the largest of the partitions
+	DrainRate     float64       // records handled per second, smoothed
+	DivertRate    float64       // records diverted per second, smoothed
+	Capacity      float64       // estimated records per second; 0 unknown
+	SuggestedRate float64       // 0: none
+	Paused        map[string]int
+	Partitions    []PartitionLag
+	// LastPublished is when the topic's signal was last published.
+	LastPublished time.Time
+}
+
+// Monitor measures a [consumer.Runtime]'s lag per topic, decides a
+// pressure level per topic, and publishes it as signals on the control
+// topic: at once when a level changes, and as a heartbeat. It reads the
+// runtime's Stats and its client's fetches (no broker round trip on the
+// hot path), lists end and committed offsets off the hot path for
+// partitions fetches do not refresh, and produces with the runtime's
+// client. Build it with [New] and run it with [Monitor.Run] beside the
+// runtime's Run.
+type Monitor struct {
+	cfg Config
+	rt  *consumer.Runtime
+	pub *Publisher
+	log kgo.Logger
+	adm *kadm.Client
+
+	levelHooks []HookLevelChange
+	pubHooks   []HookPublish
+
+	mu     sync.Mutex // guards what Lag reads and the refreshed offsets
+	parts  map[partKey]*partMonitor
+	topics map[string]*topicMonitor
+	ends   map[partKey]endPoint // listed end offsets
+	commit map[partKey]int64    // listed committed offsets
+}
+
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+type partMonitor struct {
+	hist  endHistory
+	trend *TrendWindow
+	last  time.Time // last trend sample
+	lag   PartitionLag
+}
+
+type topicMonitor struct {
+	level    *LevelMachine
+	drain    DrainMeter
+	capacity CapacityEstimator
+	last     TopicLag
+	pub      time.Time // last publish
+	signaled bool      // a signal was published: stopping writes a tombstone
+}
+
+// New returns a monitor of rt. It checks cfg once and names a bad field
+// (errors wrap [ErrInvalidConfig]).
+func New(rt *consumer.Runtime, cfg Config) (*Monitor, error) {
+	if rt == nil {
+		return nil, configErr("Runtime", "must not be nil")
+	}
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if _, err := NewTrendWindow(DefaultTrendConfig()); err != nil {
+		return nil, err
+	}
+	cl := rt.Client()
+	popts := []PublisherOpt{PublishClock(cfg.Now), PublishTimeout(cfg.Heartbeat)}
+	if cfg.Signer != nil {
+		popts = append(popts, PublishSigner(cfg.Signer))
+	}
+	pub, err := NewPublisher(cl, cfg.ControlTopic, cfg.Instance, popts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w (the runtime's client needs ClientOpts(%q): consumer.KgoOpts(lagmonitor.ClientOpts(...)...) for a runtime built by consumer.New)", err, cfg.ControlTopic)
+	}
+	m := &Monitor{
+		cfg:    cfg,
+		rt:     rt,
+		pub:    pub,
+		adm:    kadm.NewClient(cl),
+		parts:  make(map[partKey]*partMonitor),
+		topics: make(map[string]*topicMonitor),
+		ends:   make(map[partKey]endPoint),
+		commit: make(map[partKey]int64),
+	}
+	m.log, _ = cl.OptValue(kgo.WithLogger).(kgo.Logger)
+	for _, h := range cfg.Hooks {
+		if v, ok := h.(HookLevelChange); ok {
+			m.levelHooks = append(m.levelHooks, v)
+		}
+		if v, ok := h.(HookPublish); ok {
+			m.pubHooks = append(m.pubHooks, v)
+		}
+	}
+	return m, nil
+}
+
+func (c *Config) defaults() error {
+	switch {
+	case c.Group == "":
+		return configErr("Group", "must be set")
+	case c.ControlTopic == "":
+		return configErr("ControlTopic", "must be set")
+	case c.EvalInterval < 0:
+		return configErr("EvalInterval", "must be >= 0, got %v", c.EvalInterval)
+	case c.Heartbeat < 0:
+		return configErr("Heartbeat", "must be >= 0, got %v", c.Heartbeat)
+	case c.TTL < 0:
+		return configErr("TTL", "must be >= 0, got %v", c.TTL)
+	case c.RefreshInterval < 0:
+		return configErr("RefreshInterval", "must be >= 0, got %v", c.RefreshInterval)
+	}
+	if c.Instance == "" {
+		c.Instance = NewInstanceID(c.Group)
+	}
+	if c.Thresholds == (Thresholds{}) {
+		c.Thresholds = DefaultThresholds()
+	}
+	if err := c.Thresholds.Validate(); err != nil {
+		return err
+	}
+	if c.Rate == (RateConfig{}) {
+		c.Rate = DefaultRateConfig()
+	}
+	if err := c.Rate.Validate(); err != nil {
+		return err
+	}
+	if c.EvalInterval == 0 {
+		c.EvalInterval = 100 * time.Millisecond
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 5 * time.Second
+	}
+	if c.TTL == 0 {
+		c.TTL = 3 * c.Heartbeat
+	}
+	if c.TTL <= c.Heartbeat {
+		return configErr("TTL", "(%v) must exceed Heartbeat (%v), or signals expire between heartbeats", c.TTL, c.Heartbeat)
+	}
+	if c.RefreshInterval == 0 {
+		c.RefreshInterval = 3 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	for i, h := range c.Hooks {
+		if h == nil {
+			return configErr("Hooks", "hook %d is nil", i)
+		}
+	}
+	return nil
+}
+
+// Instance returns the instance id the monitor signs its signals with.
+func (m *Monitor) Instance() string { return m.cfg.Instance }
+
+// Run measures, decides and publishes until ctx ends, then writes a
+// tombstone for every topic it published a signal of (so that producers
+// stop obeying it at once rather than at its TTL) and returns. It returns
+// nil after ctx ended; it may be called once.
+func (m *Monitor) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); m.refreshLoop(rctx) }()
+
+	tick := time.NewTicker(m.cfg.EvalInterval)
+	defer tick.Stop()
+	for {
+		m.evaluate(ctx)
+		select {
+		case <-ctx.Done():
+			cancel()
+			m.tombstones()
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// refreshLoop lists end offsets (last stable offsets for a read_committed
+// consumer) and the group's committed offsets every RefreshInterval.
+func (m *Monitor) refreshLoop(ctx context.Context) {
+	tick := time.NewTicker(m.cfg.RefreshInterval)
+	defer tick.Stop()
+	for {
+		m.refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (m *Monitor) refresh(ctx context.Context) {
+	assigned := m.rt.Assigned()
+	if len(assigned) == 0 {
+		return
+	}
+	topics := make([]string, 0, len(assigned))
+	for t := range assigned {
+		topics = append(topics, t)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.RefreshInterval)
+	defer cancel()
+	list := m.adm.ListEndOffsets
+	if m.rt.Stats().ReadCommitted {
+		list = m.adm.ListCommittedOffsets // the last stable offsets
+	}
+	ends, err := list(ctx, topics...)
+	now := m.cfg.Now()
+	if err != nil {
+		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: listing end offsets", "err", err)
+	}
+	committed, cerr := m.adm.FetchOffsets(ctx, m.cfg.Group)
+	if cerr != nil && !errors.Is(cerr, context.Canceled) {
+		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: fetching committed offsets", "err", cerr)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			m.ends[partKey{o.Topic, o.Partition}] = endPoint{o.Offset, now}
+		}
+	})
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil {
+			m.commit[partKey{o.Topic, o.Partition}] = o.At
+		}
+	})
+}
+
+// topicAgg gathers one topic's partitions during an evaluation.
+type topicAgg struct {
+	lag                 TopicLag
+	handled, diverted   uint64
+	windowFull, pending bool
+}
+
+// evaluate measures every partition, decides every topic's level, and
+// publishes what is due.
+func (m *Monitor) evaluate(ctx context.Context) {
+	now := m.cfg.Now()
+	st := m.rt.Stats()
+	assigned := m.rt.Assigned()
+	var events []LevelEvent
+	var due []Signal
+	var gone []string
+
+	m.mu.Lock()
+	aggs := make(map[string]*topicAgg)
+	agg := func(topic string) *topicAgg {
+		a := aggs[topic]
+		if a == nil {
+			a = &topicAgg{lag: TopicLag{Topic: topic, Paused: map[string]int{}}}
+			aggs[topic] = a
+		}
+		return a
+	}
+	seen := make(map[partKey]bool, len(st.Partitions))
+	for _, ps := range st.Partitions {
+		k := partKey{ps.Topic, ps.Partition}
+		seen[k] = true
+		pm := m.part(k)
+		end, at := ps.HighWatermark, ps.FetchedAt
+		if st.ReadCommitted {
+			end = ps.LastStable
+		}
+		if l, ok := m.ends[k]; ok && l.end > end {
+			end, at = l.end, l.at
+		}
+		pm.hist.observe(end, at)
+		l := partitionLag(ps, end, &pm.hist, now)
+		m.addPartition(agg(ps.Topic), pm, l, ps.Committed, now)
+		a := agg(ps.Topic)
+		a.handled += ps.Completed - ps.Diverted
+		a.diverted += ps.Diverted
+		if ps.Paused.Has(partition.WindowFull) || ps.Paused.Has(partition.Memory) {
+			a.windowFull = true
+		}
+	}
+	// Assigned partitions the runtime holds no record of yet: measured
+	// from the listed offsets only.
+	for t, ps := range assigned {
+		for _, p := range ps {
+			k := partKey{t, p}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			pm := m.part(k)
+			l := PartitionLag{Topic: t, Partition: p, End: -1, Next: -1}
+			if e, ok := m.ends[k]; ok {
+				pm.hist.observe(e.end, e.at)
+				l.End = e.end
+			}
+			if c, ok := m.commit[k]; ok {
+				l.Next = c
+			}
+			if l.End >= 0 && l.Next >= 0 {
+				l.OffsetLag = max(l.End-l.Next, 0)
+				if at, ok := pm.hist.appendedAt(l.Next); ok && l.OffsetLag > 0 {
+					l.TimeLag, l.TimeLagEstimated = max(now.Sub(at), 0), true
+				}
+			}
+			m.addPartition(agg(t), pm, l, l.Next, now)
+		}
+	}
+	for k := range m.parts {
+		if !seen[k] {
+			delete(m.parts, k) // revoked: its history goes with it
+		}
+	}
+	for topic, a := range aggs {
+		tm := m.topic(topic)
+		lag := &a.lag
+		sort.Slice(lag.Partitions, func(i, j int) bool { return lag.Partitions[i].Partition < lag.Partitions[j].Partition })
+		rates := tm.drain.Observe(now, a.handled, a.diverted)
+		lag.DrainRate, lag.DivertRate = rates.Handled, rates.Diverted
+		// A consumer that keeps up drains exactly what arrives: its
+		// drain rate is its capacity only while a backlog waits on it.
+		saturated := lag.OffsetLag > 0 && (a.windowFull || lag.TimeLag >= m.cfg.Thresholds.Elevated.TimeLag/2)
+		tm.capacity.Observe(now, rates.Handled, saturated)
+		lag.Capacity = tm.capacity.Capacity(now)
+		dec := tm.level.Observe(now, lag.TimeLag, lag.OffsetLag)
+		lag.Level, lag.Reason = dec.Level, dec.Reason
+		lag.SuggestedRate = m.cfg.Rate.Suggest(lag.Capacity, lag.OffsetLag, dec.Level)
+		lag.LastPublished = tm.pub
+		tm.last = *lag
+		if dec.Changed {
+			events = append(events, LevelEvent{Group: m.cfg.Group, Topic: topic, Instance: m.cfg.Instance,
+				From: dec.Prev, To: dec.Level, Reason: dec.Reason, OffsetLag: lag.OffsetLag, TimeLag: lag.TimeLag,
+				DrainRate: lag.DrainRate, SuggestedRate: lag.SuggestedRate, At: now})
+		}
+		if dec.Changed || now.Sub(tm.pub) >= m.cfg.Heartbeat {
+			due = append(due, Signal{Group: m.cfg.Group, Topic: topic, Level: dec.Level, OffsetLag: lag.OffsetLag, TimeLag: lag.TimeLag, DrainRate: lag.DrainRate,
+				SuggestedRate: lag.SuggestedRate, Paused: lag.Paused, Reason: dec.Reason, IssuedAt: now, TTL: m.cfg.TTL})
+			tm.pub, tm.signaled = now, true
+			tm.last.LastPublished = now
+		}
+	}
+	for topic, tm := range m.topics {
+		if _, ok := aggs[topic]; !ok {
+			if tm.signaled {
+				gone = append(gone, topic) // no partition of it left: lift its pressure
+			}
+			delete(m.topics, topic)
+		}
+	}
+	m.mu.Unlock()
+
+	for _, e := range events {
+		for _, h := range m.levelHooks {
+			h.OnLevelChange(e)
+		}
+		m.logf(kgo.LogLevelInfo, "floodgate: pressure level changed", "group", e.Group, "topic", e.Topic,
+			"from", e.From, "to", e.To, "reason", e.Reason, "offset_lag", e.OffsetLag, "time_lag", e.TimeLag)
+	}
+	for _, s := range due {
+		m.publish(ctx, s)
+	}
+	for _, t := range gone {
+		m.tombstone(ctx, t)
+	}
+}
+
+// addPartition adds l to a, with its trend. Called with mu held.
+func (m *Monitor) addPartition(a *topicAgg, pm *partMonitor, l PartitionLag, committed int64, now time.Time) {
+	if d, ok := m.tierDelay(l.Topic); ok {
+		l.TimeLag = max(l.TimeLag-d, 0) // a tier's records are due that much later
+	}
+	if now.Sub(pm.last) >= time.Second {
+		pm.trend.Add(TrendSample{At: now, Committed: committed, Lag: l.OffsetLag})
+		pm.last = now
+	}
+	l.Trend = pm.trend.Trend(now)
+	pm.lag = l
+	a.lag.OffsetLag += l.OffsetLag
+	a.lag.TimeLag = max(a.lag.TimeLag, l.TimeLag)
+	for r := partition.Reasons(1); r != 0 && r <= l.Paused; r <<= 1 {
+		if l.Paused&r != 0 {
+			a.lag.Paused[r.String()]++
+		}
+	}
+	a.lag.Partitions = append(a.lag.Partitions, l)
+}
+
+func (m *Monitor) tierDelay(topic string) (time.Duration, bool) {
+	if m.cfg.TierDelay == nil {
+		return 0, false
+	}
+	return m.cfg.TierDelay(topic)
+}
+
+func (m *Monitor) part(k partKey) *partMonitor {
+	pm := m.parts[k]
+	if pm == nil {
+		w, _ := NewTrendWindow(DefaultTrendConfig()) // checked in New
+		pm = &partMonitor{trend: w}
+		m.parts[k] = pm
+	}
+	return pm
+}
+
+func (m *Monitor) topic(t string) *topicMonitor {
+	tm := m.topics[t]
+	if tm == nil {
+		lm, _ := NewLevelMachine(m.cfg.Thresholds) // checked in New
+		tm = &topicMonitor{level: lm, drain: NewDrainMeter(0), capacity: NewCapacityEstimator(0)}
+		m.topics[t] = tm
+	}
+	return tm
+}
+
+// publish writes s, bounded by the heartbeat interval.
+func (m *Monitor) publish(ctx context.Context, s Signal) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Heartbeat)
+	defer cancel()
+	s, err := m.pub.Publish(ctx, s)
+	for _, h := range m.pubHooks {
+		h.OnPublish(s, err)
+	}
+	if err != nil {
+		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: publishing a pressure signal failed; producers fall back to no pressure when the last one expires",
+			"topic", s.Topic, "level", s.Level, "err", err)
+	}
+}
+
+// tombstone lifts this instance's signal of topic.
+func (m *Monitor) tombstone(ctx context.Context, topic string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Heartbeat)
+	defer cancel()
+	if err := m.pub.Tombstone(ctx, topic, m.cfg.Instance, m.cfg.Group); err != nil {
+		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: writing a tombstone failed; the signal expires at its TTL", "topic", topic, "err", err)
+	}
+}
+
+// tombstones lifts every signal this instance published, when it stops.
+func (m *Monitor) tombstones() {
+	m.mu.Lock()
+	var topics []string
+	for t, tm := range m.topics {
+		if tm.signaled {
+			topics = append(topics, t)
+		}
+	}
+	m.mu.Unlock()
+	for _, t := range topics {
+		m.tombstone(context.Background(), t)
+	}
+}
+
+// Lag returns the latest measure of every topic the runtime is assigned,
+// sorted by topic.
+func (m *Monitor) Lag() []TopicLag {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]TopicLag, 0, len(m.topics))
+	for _, tm := range m.topics {
+		l := tm.last
+		l.Partitions = append([]PartitionLag(nil), l.Partitions...)
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
+	return out
+}
+
+func (m *Monitor) logf(level kgo.LogLevel, msg string, kv ...any) {
+	if m.log != nil && m.log.Level() >= level {
+		m.log.Log(level, msg, kv...)
+	}
+}
+
+// ClientOpts returns the kgo options the client a [Monitor] publishes with
+// needs: a partitioner that sends every signal of a topic to the control
+// topic's partition [PartitionFor] gives (other topics keep kgo's default
+// partitioner). Add them to the runtime's client: consumer.KgoOpts(...)
+// for a runtime built by consumer.New, or the wrapped client's options.
+func ClientOpts(controlTopic string) []kgo.Opt {
+	return []kgo.Opt{kgo.RecordPartitioner(Partitioner(controlTopic, nil))}
+}

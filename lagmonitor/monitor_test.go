@@ -1,0 +1,229 @@
+package lagmonitor
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/consumer"
+	"github.com/floodgate-kafka/floodgate/internal/testkit"
+)
+
+// levelLog is a HookLevelChange recording the events.
+type levelLog struct {
+	mu     sync.Mutex
+	events []LevelEvent
+}
+
+func (l *levelLog) OnLevelChange(e LevelEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+func (l *levelLog) has(from, to Level) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.events {
+		if e.From == from && e.To == to {
+			return true
+		}
+	}
+	return false
+}
+
+// testThresholds enter elevated at 300ms of time lag and leave it after a
+// 300ms dwell; the higher levels are out of reach.
+func testThresholds() Thresholds {
+	return Thresholds{Elevated: Mark{TimeLag: 300 * time.Millisecond}, High: Mark{TimeLag: time.Hour},
+		Critical: Mark{TimeLag: 2 * time.Hour}, ExitFraction: 0.5, Dwell: 300 * time.Millisecond}
+}
+
+// gatedRuntime runs a runtime whose handler waits while the gate is shut.
+func gatedRuntime(t *testing.T, brokers []string, group string, gate *atomic.Pointer[chan struct{}], handled *atomic.Int64) *consumer.Runtime {
+	t.Helper()
+	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+		if g := gate.Load(); g != nil {
+			select {
+			case <-*g:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		handled.Add(1)
+		return nil
+	}, consumer.Brokers(brokers...), consumer.Group(group), consumer.Topics("orders"),
+		consumer.KgoOpts(append(ClientOpts("ctl"), kgo.SessionTimeout(2*time.Second), kgo.HeartbeatInterval(200*time.Millisecond))...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Run(t, rt)
+	return rt
+}
+
+// runMonitor runs m until the test ends (or the returned stop).
+func runMonitor(t *testing.T, m *Monitor) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Monitor.Run: %v", err)
+				}
+			case <-time.After(time.Minute):
+				t.Errorf("Monitor.Run did not return within a minute")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func testReader(t *testing.T, brokers []string) *Reader {
+	t.Helper()
+	r, err := NewReader(brokers, "ctl", []string{"orders"}, ReadLookback(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func monitorConfig(group string, hooks ...Hook) Config {
+	return Config{Group: group, ControlTopic: "ctl", Thresholds: testThresholds(), EvalInterval: 20 * time.Millisecond,
+		Heartbeat: 200 * time.Millisecond, TTL: time.Second, RefreshInterval: 100 * time.Millisecond, Hooks: hooks}
+}
+
+// TestMonitorRaisesAndLowersLevel: a consumer held back raises its topic's
+// level, and the signal appears on the control topic; once it catches up
+// the level returns to ok after the dwell; when the monitor stops, its
+// tombstone lifts the signal at once.
+func TestMonitorRaisesAndLowersLevel(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 2, "orders")
+	if err := c.CreateTopic("ctl", 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	var gate atomic.Pointer[chan struct{}]
+	shut := make(chan struct{})
+	gate.Store(&shut)
+	var handled atomic.Int64
+	rt := gatedRuntime(t, brokers, "g", &gate, &handled)
+	levels := &levelLog{}
+	m, err := New(rt, monitorConfig("g", levels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopMonitor := runMonitor(t, m)
+	r := testReader(t, brokers)
+	testkit.Produce(t, brokers, "orders", 100, 10, 10)
+
+	testkit.Eventually(t, time.Minute, "the control topic to say orders is elevated", func() bool {
+		return r.Pressure("orders", time.Now()).Level == LevelElevated
+	})
+	sigs := r.Signals("orders", time.Now())
+	if len(sigs) != 1 || sigs[0].Group != "g" || sigs[0].Instance != m.Instance() || sigs[0].OffsetLag <= 0 || sigs[0].TimeLag < 300*time.Millisecond {
+		t.Fatalf("signals %+v: want one of group g from %s with the lag", sigs, m.Instance())
+	}
+	if !levels.has(LevelOK, LevelElevated) {
+		t.Fatal("no ok → elevated event reached the hook")
+	}
+	lag := m.Lag()
+	if len(lag) != 1 || lag[0].Level != LevelElevated || lag[0].OffsetLag <= 0 || len(lag[0].Partitions) != 2 {
+		t.Fatalf("Lag() = %+v", lag)
+	}
+
+	close(shut)
+	testkit.Eventually(t, time.Minute, "every record handled", func() bool { return handled.Load() == 100 })
+	testkit.Eventually(t, time.Minute, "the control topic to say orders is ok again", func() bool {
+		p := r.Pressure("orders", time.Now())
+		return p.Level == LevelOK && len(r.Signals("orders", time.Now())) == 1
+	})
+	if !levels.has(LevelElevated, LevelOK) {
+		t.Fatal("no elevated → ok event reached the hook")
+	}
+	stopMonitor()
+	testkit.Eventually(t, 30*time.Second, "the tombstone to lift the instance's signal", func() bool {
+		return len(r.Signals("orders", time.Now())) == 0 && r.Stats().Tombstones > 0
+	})
+}
+
+// TestMonitorInstancesAggregate: two instances of one group, each with its
+// own partition of the topic, publish apart; the reader aggregates them.
+func TestMonitorInstancesAggregate(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 2, "orders")
+	if err := c.CreateTopic("ctl", 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	var gate atomic.Pointer[chan struct{}]
+	shut := make(chan struct{})
+	gate.Store(&shut)
+	defer close(shut)
+	var h1, h2 atomic.Int64
+	rt1 := gatedRuntime(t, brokers, "g", &gate, &h1)
+	rt2 := gatedRuntime(t, brokers, "g", &gate, &h2)
+	testkit.Eventually(t, time.Minute, "each member to own one partition", func() bool {
+		return len(rt1.Assigned()["orders"]) == 1 && len(rt2.Assigned()["orders"]) == 1
+	})
+	for _, rt := range []*consumer.Runtime{rt1, rt2} {
+		m, err := New(rt, monitorConfig("g"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runMonitor(t, m)
+	}
+	r := testReader(t, brokers)
+	testkit.Produce(t, brokers, "orders", 100, 10, 10)
+	testkit.Eventually(t, time.Minute, "both instances to signal elevated", func() bool {
+		p := r.Pressure("orders", time.Now())
+		return p.Level == LevelElevated && len(p.Groups) == 1 && p.Groups[0].Instances == 2
+	})
+	p := r.Pressure("orders", time.Now())
+	var sum int64
+	for _, s := range r.Signals("orders", time.Now()) {
+		sum += s.OffsetLag
+	}
+	if p.Groups[0].OffsetLag != sum || sum <= 0 {
+		t.Fatalf("group offset lag %d, the instances' sum %d", p.Groups[0].OffsetLag, sum)
+	}
+}
+
+func TestMonitorConfig(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 1, "orders")
+	plain, err := consumer.New(func(context.Context, *kgo.Record) error { return nil },
+		consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	cases := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{ControlTopic: "ctl"}, "Group"},
+		{Config{Group: "g"}, "ControlTopic"},
+		{Config{Group: "g", ControlTopic: "ctl", Heartbeat: time.Second, TTL: time.Second}, "TTL"},
+		{Config{Group: "g", ControlTopic: "ctl", EvalInterval: -1}, "EvalInterval"},
+		{Config{Group: "g", ControlTopic: "ctl"}, "ClientOpts"}, // the client lacks the partitioner
+	}
+	for _, c := range cases {
+		if _, err := New(plain, c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%+v) = %v, want an error naming %s", c.cfg, err, c.want)
+		}
+	}
+}
+
