@@ -84,7 +84,6 @@ func TestLagCommand(t *testing.T) {
 	}
 }
 
-
 func TestLagCommandUnknownGroup(t *testing.T) {
 	_, brokers := testkit.Cluster(t, 1, "orders")
 	var out, errb bytes.Buffer

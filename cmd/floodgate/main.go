@@ -24,6 +24,7 @@ var commands = []command{
 	{name: "demo", summary: "produce a burst into a slow consumer and watch the backpressure", run: demoCommand},
 	{name: "dlq", summary: "inspect and replay the quarantine lane (dead-letter topic)", run: dlqCommand},
 	{name: "lag", summary: "a consumer group's lag, offsets and time, seen from outside", run: lagCommand},
+	{name: "pressure", summary: "follow the pressure signals on the control topic", run: pressureCommand},
 }
 
 func main() {
