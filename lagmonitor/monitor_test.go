@@ -226,4 +226,3 @@ func TestMonitorConfig(t *testing.T) {
 		}
 	}
 }
-

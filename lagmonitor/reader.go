@@ -182,12 +182,12 @@ type Reader struct {
 	cl      *kgo.Client
 
 	mu        sync.Mutex
-	table     Table // the latest accepted signal per topic, group and instance
-	st        ReaderStats                  // counters; the rest is filled by Stats
-	parts     map[int32]bool               // partitions read
-	nparts    int32                        // the control topic's partitions, as last seen
-	pending   map[int32]int64              // end offsets still to reach
-	caughtUp  chan struct{}                // closed once pending empties
+	table     Table           // the latest accepted signal per topic, group and instance
+	st        ReaderStats     // counters; the rest is filled by Stats
+	parts     map[int32]bool  // partitions read
+	nparts    int32           // the control topic's partitions, as last seen
+	pending   map[int32]int64 // end offsets still to reach
+	caughtUp  chan struct{}   // closed once pending empties
 	catchFrom time.Time
 	started   bool
 	closed    bool
