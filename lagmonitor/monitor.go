@@ -332,9 +332,9 @@ func (m *Monitor) refresh(ctx context.Context) {
 
 // topicAgg gathers one topic's partitions during an evaluation.
 type topicAgg struct {
-	lag                 TopicLag
-	handled, diverted   uint64
-	windowFull, pending bool
+	lag               TopicLag
+	handled, diverted uint64
+	windowFull        bool // a partition is paused with a full window or byte budget
 }
 
 // evaluate measures every partition, decides every topic's level, and
