@@ -226,3 +226,35 @@ func TestMonitorConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitorTierLagsAgainstDueTime: a retry tier's records wait by design:
+// the monitor measures the tier's time lag past the tier's delay, so a
+// tier whose records are younger than its delay is not under pressure.
+func TestMonitorTierLagsAgainstDueTime(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 1, "orders")
+	if err := c.CreateTopic("ctl", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	var gate atomic.Pointer[chan struct{}]
+	shut := make(chan struct{})
+	gate.Store(&shut)
+	defer close(shut)
+	var handled atomic.Int64
+	rt := gatedRuntime(t, brokers, "g", &gate, &handled)
+	cfg := monitorConfig("g")
+	cfg.TierDelay = func(topic string) (time.Duration, bool) { return time.Hour, topic == "orders" }
+	m, err := New(rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMonitor(t, m)
+	produced := time.Now()
+	testkit.Produce(t, brokers, "orders", 10, 1, 1)
+	testkit.Eventually(t, time.Minute, "the held records to be older than the elevated mark", func() bool {
+		l := m.Lag()
+		return len(l) == 1 && l[0].OffsetLag > 0 && time.Since(produced) > 3*testThresholds().Elevated.TimeLag
+	})
+	if l := m.Lag()[0]; l.Level != LevelOK || l.TimeLag != 0 {
+		t.Fatalf("a tier with records younger than its delay: level %s, time lag %v; want ok and 0", l.Level, l.TimeLag)
+	}
+}
