@@ -3,8 +3,38 @@
 // producers feeding the consumer follow; it also reads those signals back
 // (the reader producers use).
 //
-// This package is being built (issue 8): the signal type and its key and
-// partition are the contract between publishers and readers.
+// # Using it
+//
+// A consumer service runs a [Monitor] beside its runtime; the runtime's
+// client publishes the signals, so it needs [ClientOpts]:
+//
+//	rt, err := consumer.New(handle, consumer.Brokers(seeds...), consumer.Group("billing"),
+//		consumer.Topics("orders"), consumer.KgoOpts(lagmonitor.ClientOpts("floodgate.pressure")...))
+//	mon, err := lagmonitor.New(rt, lagmonitor.Config{Group: "billing", ControlTopic: "floodgate.pressure"})
+//	go rt.Run(ctx)
+//	go mon.Run(ctx) // publishes per topic: at once on a level change, and every Heartbeat
+//
+// [EnsureControlTopic] creates the control topic. A producer service runs a
+// [Reader] on the topics it produces to and asks it for their [Pressure]
+// (package producer builds admission on it). [DescribeGroupLag] measures
+// any group's lag from outside, as kafka-consumer-groups does, and
+// `floodgate lag` and `floodgate pressure watch` show both.
+//
+// # What is measured
+//
+// Per partition ([PartitionLag]): the offset lag, from the end offset (the
+// high watermark, or the last stable offset for a read_committed consumer;
+// a transaction's commit marker after the last record is no lag) to the
+// next record to handle; the time lag, the age of that record (its own
+// timestamp while the runtime holds it; else when the log's end passed it,
+// interpolated between observations of the end, as kafka-lag-exporter
+// does); records completed and diverted; and a trend. The runtime's Stats
+// and fetches give these without a request of their own; end and committed
+// offsets are listed every RefreshInterval for partitions fetches do not
+// refresh (paused, idle). Per topic: the largest time lag, the summed
+// offset lag, the drain rate, and from them the level and the suggested
+// rate. A retry tier lags by its delay by design: with Config.TierDelay its
+// time lag counts from the due time.
 //
 // The decisions of the sections below (levels, rates, trends,
 // aggregation) are pure types with no I/O and no clock of their own: every
