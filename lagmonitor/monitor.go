@@ -50,6 +50,10 @@ type Config struct {
 	TierDelay func(topic string) (time.Duration, bool)
 	// Signer, if set, signs every signal and tombstone (see [Signer]).
 	Signer *Signer
+	// ControlPartitions is the number of partitions the control topic is
+	// created with when Run finds it missing (see [EnsureControlTopic]; an
+	// existing topic is used as it is). Default 12.
+	ControlPartitions int32
 	// Hooks observe the monitor ([HookLevelChange], [HookPublish]).
 	Hooks []Hook
 	// Now is the clock; default time.Now.
@@ -206,6 +210,11 @@ func (c *Config) defaults() error {
 		return configErr("TTL", "must be >= 0, got %v", c.TTL)
 	case c.RefreshInterval < 0:
 		return configErr("RefreshInterval", "must be >= 0, got %v", c.RefreshInterval)
+	case c.ControlPartitions < 0:
+		return configErr("ControlPartitions", "must be >= 0, got %d", c.ControlPartitions)
+	}
+	if c.ControlPartitions == 0 {
+		c.ControlPartitions = 12
 	}
 	if c.Instance == "" {
 		c.Instance = NewInstanceID(c.Group)
@@ -251,11 +260,25 @@ func (c *Config) defaults() error {
 // Instance returns the instance id the monitor signs its signals with.
 func (m *Monitor) Instance() string { return m.cfg.Instance }
 
-// Run measures, decides and publishes until ctx ends, then writes a
-// tombstone for every topic it published a signal of (so that producers
-// stop obeying it at once rather than at its TTL) and returns. It returns
-// nil after ctx ended; it may be called once.
+// Run creates the control topic if it is missing, then measures, decides
+// and publishes until ctx ends, then writes a tombstone for every topic it
+// published a signal of (so that producers stop obeying it at once rather
+// than at its TTL) and returns. It returns nil after ctx ended, and an
+// error, naming the rights needed, when the control topic can neither be
+// found nor created. It may be called once.
 func (m *Monitor) Run(ctx context.Context) error {
+	ectx, ecancel := context.WithTimeout(ctx, time.Minute)
+	st, err := EnsureControlTopic(ectx, m.rt.Client(), m.cfg.ControlTopic, m.cfg.ControlPartitions, m.cfg.TTL)
+	ecancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("lagmonitor: %w", err)
+	}
+	for _, w := range st.Warnings {
+		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: control topic: "+w, "topic", m.cfg.ControlTopic)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	rctx, cancel := context.WithCancel(ctx)

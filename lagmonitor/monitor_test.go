@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
@@ -256,5 +257,43 @@ func TestMonitorTierLagsAgainstDueTime(t *testing.T) {
 	})
 	if l := m.Lag()[0]; l.Level != LevelOK || l.TimeLag != 0 {
 		t.Fatalf("a tier with records younger than its delay: level %s, time lag %v; want ok and 0", l.Level, l.TimeLag)
+	}
+}
+
+// TestMonitorCreatesControlTopic: Run creates a missing control topic,
+// compact,delete, with ControlPartitions partitions.
+func TestMonitorCreatesControlTopic(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 1, "orders")
+	var gate atomic.Pointer[chan struct{}]
+	var handled atomic.Int64
+	rt := gatedRuntime(t, brokers, "g", &gate, &handled)
+	cfg := monitorConfig("g")
+	cfg.ControlPartitions = 5
+	m, err := New(rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMonitor(t, m)
+	adm := kadm.NewClient(rt.Client())
+	testkit.Eventually(t, time.Minute, "the control topic to be created with 5 partitions", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		tds, err := adm.ListTopics(ctx, "ctl")
+		return err == nil && tds["ctl"].Err == nil && len(tds["ctl"].Partitions) == 5
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rcs, err := adm.DescribeTopicConfigs(ctx, "ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On("ctl", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rc.Configs {
+		if c.Key == "cleanup.policy" && (c.Value == nil || *c.Value != "compact,delete") {
+			t.Fatalf("cleanup.policy %v, want compact,delete", c.Value)
+		}
 	}
 }
