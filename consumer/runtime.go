@@ -48,6 +48,7 @@ type Runtime struct {
 	dirty     []*pstate
 	stopping  bool
 	freeLanes []*lane
+	onStop    []func(context.Context)
 
 	// Commit health, guarded by mu.
 	commitErr   error     // the last commit attempt's error; nil after a success
@@ -349,6 +350,7 @@ func (rt *Runtime) Run(ctx context.Context) (err error) {
 	err = rt.shutdown(leftover)
 	close(ctlStop)
 	<-ctlDone
+	rt.runOnStop()
 	rt.closeOwnClient()
 	rt.baseCancel()
 	if pollErr != nil {
@@ -378,6 +380,28 @@ func (rt *Runtime) Close() error {
 		return nil
 	case <-t.C:
 		return fmt.Errorf("consumer: Close: Run did not return within %v: %w", bound, ErrShutdownTimeout)
+	}
+}
+
+// OnStop registers fn to run once when Run stops: after the runtime
+// drained and committed its partitions, before it closes a client it built.
+// It is for parts that produce with the runtime's client and have a last
+// word to say (a lag monitor's tombstones). fn gets a context bounded by
+// CommitTimeout; it must not call Run or Close. Register before Run.
+func (rt *Runtime) OnStop(fn func(ctx context.Context)) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.onStop = append(rt.onStop, fn)
+}
+
+func (rt *Runtime) runOnStop() {
+	rt.mu.Lock()
+	fns := rt.onStop
+	rt.mu.Unlock()
+	for _, fn := range fns {
+		ctx, cancel := context.WithTimeout(context.Background(), rt.cfg.commitTimeout)
+		fn(ctx)
+		cancel()
 	}
 }
 

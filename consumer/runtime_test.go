@@ -430,3 +430,26 @@ func TestStatsForLag(t *testing.T) {
 	})
 	stop()
 }
+
+// TestOnStopRunsBeforeTheClientCloses: a part that produces with the
+// runtime's client gets its last word in when Run stops.
+func TestOnStopRunsBeforeTheClientCloses(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 1, "os", "last")
+	rt, err := consumer.New(func(context.Context, *kgo.Record) error { return nil },
+		consumer.Brokers(brokers...), consumer.Group("os"), consumer.Topics("os"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var produced error = errors.New("OnStop never ran")
+	rt.OnStop(func(ctx context.Context) {
+		produced = rt.Client().ProduceSync(ctx, &kgo.Record{Topic: "last", Value: []byte("bye")}).FirstErr()
+	})
+	stop := run(t, rt)
+	stop()
+	if produced != nil {
+		t.Fatalf("producing in OnStop: %v", produced)
+	}
+	if got := testkit.ReadTopic(t, brokers, "last", 1, 30*time.Second); string(got[0].Value) != "bye" {
+		t.Fatalf("last holds %q", got[0].Value)
+	}
+}

@@ -125,11 +125,15 @@ type Monitor struct {
 	levelHooks []HookLevelChange
 	pubHooks   []HookPublish
 
-	mu     sync.Mutex // guards what Lag reads and the refreshed offsets
-	parts  map[partKey]*partMonitor
-	topics map[string]*topicMonitor
-	ends   map[partKey]endPoint // listed end offsets
-	commit map[partKey]int64    // listed committed offsets
+	// pubMu orders publishing against stop, so that no signal follows
+	// the tombstones; taken before mu.
+	pubMu   sync.Mutex
+	mu      sync.Mutex // guards what Lag reads and the refreshed offsets
+	stopped bool       // no more signals: the tombstones are written
+	parts   map[partKey]*partMonitor
+	topics  map[string]*topicMonitor
+	ends    map[partKey]endPoint // listed end offsets
+	commit  map[partKey]int64    // listed committed offsets
 }
 
 type partKey struct {
@@ -185,6 +189,9 @@ func New(rt *consumer.Runtime, cfg Config) (*Monitor, error) {
 		commit: make(map[partKey]int64),
 	}
 	m.log, _ = cl.OptValue(kgo.WithLogger).(kgo.Logger)
+	// The runtime closes a client it built when it stops: write the
+	// tombstones before that, however the two are stopped.
+	rt.OnStop(m.stop)
 	for _, h := range cfg.Hooks {
 		if v, ok := h.(HookLevelChange); ok {
 			m.levelHooks = append(m.levelHooks, v)
@@ -293,7 +300,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			cancel()
-			m.tombstones()
+			m.stop(context.WithoutCancel(ctx))
 			return nil
 		case <-tick.C:
 		}
@@ -363,6 +370,8 @@ type topicAgg struct {
 // evaluate measures every partition, decides every topic's level, and
 // publishes what is due.
 func (m *Monitor) evaluate(ctx context.Context) {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
 	now := m.cfg.Now()
 	st := m.rt.Stats()
 	assigned := m.rt.Assigned()
@@ -371,6 +380,10 @@ func (m *Monitor) evaluate(ctx context.Context) {
 	var gone []string
 
 	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return
+	}
 	aggs := make(map[string]*topicAgg)
 	agg := func(topic string) *topicAgg {
 		a := aggs[topic]
@@ -558,9 +571,18 @@ func (m *Monitor) tombstone(ctx context.Context, topic string) {
 	}
 }
 
-// tombstones lifts every signal this instance published, when it stops.
-func (m *Monitor) tombstones() {
+// stop lifts every signal this instance published and publishes no more:
+// when Run's context ends, or when the runtime stops (whichever comes
+// first; the second does nothing).
+func (m *Monitor) stop(ctx context.Context) {
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
 	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return
+	}
+	m.stopped = true
 	var topics []string
 	for t, tm := range m.topics {
 		if tm.signaled {
@@ -569,7 +591,7 @@ func (m *Monitor) tombstones() {
 	}
 	m.mu.Unlock()
 	for _, t := range topics {
-		m.tombstone(context.Background(), t)
+		m.tombstone(ctx, t)
 	}
 }
 

@@ -297,3 +297,38 @@ func TestMonitorCreatesControlTopic(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitorTombstonesWhenRuntimeStops: stopping the runtime first (which
+// closes the client the monitor publishes with) still writes the
+// tombstones, and the monitor publishes nothing after them.
+func TestMonitorTombstonesWhenRuntimeStops(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 1, "orders")
+	if err := c.CreateTopic("ctl", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := consumer.New(func(context.Context, *kgo.Record) error { return nil },
+		consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("orders"),
+		consumer.KgoOpts(ClientOpts("ctl")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopRuntime := testkit.Run(t, rt)
+	m, err := New(rt, monitorConfig("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMonitor(t, m)
+	r := testReader(t, brokers)
+	testkit.Produce(t, brokers, "orders", 10, 1, 1)
+	testkit.Eventually(t, time.Minute, "a signal of orders", func() bool { return len(r.Signals("orders", time.Now())) == 1 })
+	stopRuntime() // the monitor keeps running
+	testkit.Eventually(t, time.Minute, "the tombstone", func() bool {
+		return r.Stats().Tombstones == 1 && len(r.Signals("orders", time.Now())) == 0
+	})
+	m.mu.Lock()
+	stopped := m.stopped
+	m.mu.Unlock()
+	if !stopped {
+		t.Fatal("the monitor goes on publishing after the runtime stopped")
+	}
+}
