@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -533,7 +532,7 @@ func replayRecord(e Entry, topic string) *kgo.Record {
 	r := e.Record
 	hs := make([]kgo.RecordHeader, 0, len(r.Headers)+1)
 	for _, h := range r.Headers {
-		if !strings.HasPrefix(h.Key, retrytopics.HeaderPrefix) {
+		if !retrytopics.IsMetaHeader(h.Key) {
 			hs = append(hs, h)
 		}
 	}

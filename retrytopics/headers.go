@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/priority"
 )
 
 // Header keys floodgate writes on retried and quarantined records. Values
@@ -30,6 +32,20 @@ const (
 	HeaderTrimmed           = "floodgate-trimmed"            // on quarantine: what was dropped to fit ("value", "value,key,headers")
 	HeaderOriginalSize      = "floodgate-original-size"      // on a trimmed record: key+value+headers bytes of the original
 )
+
+// otherHeaders are the project's own floodgate- headers that are not retry
+// metadata: they belong to the record, travel with it through retries and
+// quarantine, and never make it undecodable.
+var otherHeaders = map[string]bool{
+	priority.Header: true, // the record's priority class
+}
+
+// IsMetaHeader reports whether key is one of the headers [Meta] is
+// encoded in: a floodgate- header other than the project's headers that
+// belong to the record itself (its priority class, [priority.Header]).
+func IsMetaHeader(key string) bool {
+	return strings.HasPrefix(key, HeaderPrefix) && !otherHeaders[key]
+}
 
 // MaxErrorLen bounds the error text kept in [HeaderError], in bytes.
 const MaxErrorLen = 1024
@@ -82,22 +98,24 @@ var ErrMalformed = errors.New("retrytopics: malformed floodgate header")
 // HasMeta reports whether r carries any floodgate header.
 func HasMeta(r *kgo.Record) bool {
 	for _, h := range r.Headers {
-		if strings.HasPrefix(h.Key, HeaderPrefix) {
+		if IsMetaHeader(h.Key) {
 			return true
 		}
 	}
 	return false
 }
 
-// Decode reads the floodgate headers of r. ok is false when r has none (a
-// first attempt). A header that is repeated, unknown under the floodgate-
-// prefix, or whose value does not parse, or [HeaderTrimmed] without
-// [HeaderOriginalSize] or the other way round, yields an error wrapping
-// [ErrMalformed]; Decode never panics, whatever the input.
+// Decode reads the floodgate headers of r ([IsMetaHeader]; the project's
+// headers that belong to the record, such as its priority class, are not
+// read and travel with it). ok is false when r has none (a first attempt).
+// A header that is repeated, unknown under the floodgate- prefix, or whose
+// value does not parse, or [HeaderTrimmed] without [HeaderOriginalSize] or
+// the other way round, yields an error wrapping [ErrMalformed]; Decode
+// never panics, whatever the input.
 func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 	seen := make(map[string]bool, 10)
 	for _, h := range r.Headers {
-		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+		if !IsMetaHeader(h.Key) {
 			continue
 		}
 		ok = true
@@ -226,7 +244,7 @@ func parseMillis(v string) (time.Time, error) {
 func (m Meta) Encode(headers []kgo.RecordHeader) []kgo.RecordHeader {
 	out := make([]kgo.RecordHeader, 0, len(headers)+10)
 	for _, h := range headers {
-		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+		if !IsMetaHeader(h.Key) {
 			out = append(out, h)
 		}
 	}

@@ -157,3 +157,29 @@ func TestEncodeOmitsUndecodableTimestamp(t *testing.T) {
 		}
 	}
 }
+
+// TestPriorityHeaderIsTheRecords: a record's priority class (the project's
+// floodgate-priority header) is not retry metadata: a first attempt with it
+// has no Meta, it does not make a record undecodable, and Encode keeps it.
+func TestPriorityHeaderIsTheRecords(t *testing.T) {
+	prio := kgo.RecordHeader{Key: "floodgate-priority", Value: []byte("bulk")}
+	r := &kgo.Record{Headers: []kgo.RecordHeader{{Key: "app", Value: []byte("x")}, prio}}
+	if HasMeta(r) {
+		t.Fatal("HasMeta: a record with only its priority class has retry metadata")
+	}
+	if _, ok, err := Decode(r); ok || err != nil {
+		t.Fatalf("Decode = %v %v, want no metadata and no error", ok, err)
+	}
+	m := Meta{OriginalTopic: "t", Attempt: 1}
+	hs := m.Encode(r.Headers)
+	var kept bool
+	for _, h := range hs {
+		kept = kept || h.Key == prio.Key && string(h.Value) == "bulk"
+	}
+	if !kept {
+		t.Fatalf("Encode dropped the priority header: %v", hs)
+	}
+	if _, ok, err := Decode(&kgo.Record{Headers: hs}); !ok || err != nil {
+		t.Fatalf("Decode(Encode) = %v %v", ok, err)
+	}
+}

@@ -375,7 +375,7 @@ func trim(q *kgo.Record, m Meta, err error) *kgo.Record {
 		dropped = append(dropped, trimmedKey)
 	}
 	for _, h := range q.Headers {
-		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+		if !IsMetaHeader(h.Key) {
 			dropped = append(dropped, trimmedHeaders)
 			break
 		}
@@ -415,7 +415,7 @@ func (p *Policy) quarantine(r *kgo.Record, source string, m Meta, reason Reason)
 	if reason == ReasonUndecodable {
 		headers = make([]kgo.RecordHeader, 0, len(r.Headers))
 		for _, h := range r.Headers {
-			if strings.HasPrefix(h.Key, HeaderPrefix) {
+			if IsMetaHeader(h.Key) {
 				h.Key = "x-floodgate-malformed." + h.Key
 			}
 			headers = append(headers, h)

@@ -272,3 +272,26 @@ func TestTierDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestPriorityRecordRetried: a failed record carrying its priority class
+// goes to its tier (not to quarantine as undecodable), class and all.
+func TestPriorityRecordRetried(t *testing.T) {
+	p, err := retrytopics.New(retrytopics.Config{Group: "g", Topics: []string{"orders"}, Tiers: []time.Duration{time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &kgo.Record{Topic: "orders", Value: []byte("v"), Headers: []kgo.RecordHeader{{Key: "floodgate-priority", Value: []byte("bulk")}}}
+	d := p.Failed(r, 1, errors.New("boom"))
+	if d.Divert == nil || d.Divert.Topic != "orders.g.retry.1" {
+		t.Fatalf("decision %+v, want a divert to the tier", d)
+	}
+	var prio string
+	for _, h := range d.Divert.Headers {
+		if h.Key == "floodgate-priority" {
+			prio = string(h.Value)
+		}
+	}
+	if prio != "bulk" {
+		t.Fatalf("the tier record lost its class: %v", d.Divert.Headers)
+	}
+}

@@ -381,7 +381,7 @@ func entryJSON(e dlq.Entry) jsonEntry {
 		}
 	}
 	for _, h := range r.Headers {
-		if e.Err == nil && strings.HasPrefix(h.Key, retrytopics.HeaderPrefix) {
+		if e.Err == nil && retrytopics.IsMetaHeader(h.Key) {
 			continue // shown decoded in meta
 		}
 		v, enc := jsonBytes(h.Value)
