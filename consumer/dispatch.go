@@ -164,6 +164,9 @@ func (rt *Runtime) finish(ps *pstate, it item, terminal bool) {
 		ps.idle = nil
 	}
 	rt.liftMemory()
+	if rt.prioPaused > 0 {
+		rt.checkPriorities()
+	}
 }
 
 // liftMemory clears the Memory reason everywhere once the buffered bytes

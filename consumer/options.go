@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/priority"
 )
 
 // Ordering selects which records of a partition may be handled concurrently.
@@ -71,6 +73,10 @@ type cfg struct {
 
 	hooks  []Hook
 	router Router
+
+	order      priority.Order
+	classes    priority.Topics
+	hasClasses bool
 }
 
 func defaultCfg() cfg {
@@ -151,6 +157,9 @@ func (c *cfg) validate(own bool) error {
 		if h == nil {
 			return configErr("Hooks", "hook %d is nil", i)
 		}
+	}
+	if c.hasClasses && len(c.order.Classes()) == 0 {
+		return configErr("WithPriorities", "the order has no classes (use priority.Default or priority.NewOrder)")
 	}
 	if c.maxSpan == 0 {
 		c.maxSpan = 2 * c.partMaxRecords

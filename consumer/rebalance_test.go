@@ -12,6 +12,7 @@ import (
 
 	"github.com/floodgate-kafka/floodgate/consumer"
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
+	"github.com/floodgate-kafka/floodgate/priority"
 )
 
 // TestRebalanceUnderLoad has a second and third runtime join and leave the
@@ -214,6 +215,7 @@ func TestInvalidConfigNamesField(t *testing.T) {
 		{"MaxUncommitted", append(own, consumer.CommitInterval(time.Second), consumer.MaxUncommitted(0, time.Second))},
 		{"GroupProtocol", append(own, consumer.WithGroupProtocol(consumer.GroupProtocol(9)))},
 		{"InstanceID", append(own, consumer.InstanceID("no spaces"))},
+		{"WithPriorities", append(own, consumer.WithPriorities(priority.Order{}, priority.Topics{}))},
 		{"InstanceID", append(own, consumer.InstanceID(strings.Repeat("x", 250)))},
 	}
 	for _, c := range cases {

@@ -50,6 +50,9 @@ type Runtime struct {
 	freeLanes []*lane
 	onStop    []func(context.Context)
 
+	prioMarks  []prioMark // per class rank, for the byte budget (WithPriorities)
+	prioPaused int        // classes paused for the byte budget
+
 	// Commit health, guarded by mu.
 	commitErr   error     // the last commit attempt's error; nil after a success
 	lastCommit  time.Time // the last successful commit (Run's start before one)
@@ -143,6 +146,8 @@ type pstate struct {
 	gone      bool          // completions no longer count
 	idle      chan struct{} // closed when running drops to 0 while revoking
 	due       *time.Timer   // lifts RetryDue once the head record is due
+
+	rank int // the rank of the topic's priority class; -1 without classes
 
 	// gen counts tracker generations: data loss that reuses offsets starts
 	// a new tracker, and completions of older records no longer count.
@@ -299,6 +304,7 @@ func newRuntime(handler Handler, own bool, opts []Opt) (*Runtime, error) {
 	rt.closeCtx, rt.closeStop = context.WithCancel(context.Background())
 	rt.commitCtx, rt.commitCancel = context.WithCancel(rt.baseCtx)
 	rt.topicMax.rt = rt
+	rt.initPriorities()
 	return rt, nil
 }
 
@@ -653,6 +659,9 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 		ps.afterRecs, ps.afterBytes, ps.afterPassed, ps.fetching = ps.win.Records(), ps.win.Bytes(), ps.tr.Passed(), !ps.reasons.Paused()
 		rt.checkUncommitted(ps, now)
 	})
+	if rt.prioMarks != nil {
+		rt.checkPriorities()
+	}
 	if count > 0 {
 		batch := float64(sizes) / float64(count)
 		if rt.avgSize == 0 {
@@ -767,7 +776,11 @@ type refetchEvent struct {
 }
 
 func (rt *Runtime) newPartition(key tp) *pstate {
-	ps := &pstate{tp: key, win: partition.NewWindow(rt.limits), quit: make(chan struct{}), commit: -1, next: -1, hwm: -1, lso: -1}
+	ps := &pstate{tp: key, win: partition.NewWindow(rt.limits), quit: make(chan struct{}), commit: -1, next: -1, hwm: -1, lso: -1,
+		rank: rt.rankOf(key.topic)}
+	if ps.rank > 0 && rt.prioMarks[ps.rank].paused {
+		rt.setReason(ps, partition.Priority)
+	}
 	ps.ctx, ps.cancel = context.WithCancel(rt.baseCtx)
 	switch rt.cfg.ordering {
 	case OrderPartition:
@@ -925,11 +938,11 @@ func (rt *Runtime) flushPauses() {
 
 // runtimeReasons are the pause reasons the runtime sets and clears itself;
 // Pause and Resume ignore them.
-const runtimeReasons = partition.WindowFull | partition.Memory | partition.SpanFull | partition.CommitStalled | partition.DivertFailed
+const runtimeReasons = partition.WindowFull | partition.Memory | partition.SpanFull | partition.CommitStalled | partition.DivertFailed | partition.Priority
 
 // Pause pauses fetching of the given partitions for reason. The runtime's
-// own reasons (WindowFull, Memory, SpanFull, CommitStalled, DivertFailed)
-// are ignored: it sets and clears those itself.
+// own reasons (WindowFull, Memory, SpanFull, CommitStalled, DivertFailed,
+// Priority) are ignored: it sets and clears those itself.
 // A partition stays paused until every reason holding it is resumed.
 // Partitions this member does not currently own are ignored; revocation
 // clears all reasons.

@@ -50,6 +50,14 @@ type Config struct {
 	TierDelay func(topic string) (time.Duration, bool)
 	// Signer, if set, signs every signal and tombstone (see [Signer]).
 	Signer *Signer
+	// ClassPauseLevel: when the runtime has priority classes
+	// (consumer.WithPriorities), a topic of one class reaching this level
+	// pauses the runtime's partitions of every less important class
+	// (reason partition.Lag) until no more important topic is at it, so
+	// that the more important work gets the handlers. Default
+	// LevelElevated; DisableClassPause turns it off.
+	ClassPauseLevel   Level
+	DisableClassPause bool
 	// ControlPartitions is the number of partitions the control topic is
 	// created with when Run finds it missing (see [EnsureControlTopic]; an
 	// existing topic is used as it is). Default 12.
@@ -133,7 +141,10 @@ type Monitor struct {
 	parts   map[partKey]*partMonitor
 	topics  map[string]*topicMonitor
 	ends    map[partKey]endPoint // listed end offsets
-	commit  map[partKey]int64    // listed committed offsets
+	// classPaused holds the topics whose partitions the monitor paused
+	// for a more important class's lag.
+	classPaused map[string]bool
+	commit      map[partKey]int64 // listed committed offsets
 }
 
 type partKey struct {
@@ -179,14 +190,15 @@ func New(rt *consumer.Runtime, cfg Config) (*Monitor, error) {
 		return nil, fmt.Errorf("%w (the runtime's client needs ClientOpts(%q): consumer.KgoOpts(lagmonitor.ClientOpts(...)...) for a runtime built by consumer.New)", err, cfg.ControlTopic)
 	}
 	m := &Monitor{
-		cfg:    cfg,
-		rt:     rt,
-		pub:    pub,
-		adm:    kadm.NewClient(cl),
-		parts:  make(map[partKey]*partMonitor),
-		topics: make(map[string]*topicMonitor),
-		ends:   make(map[partKey]endPoint),
-		commit: make(map[partKey]int64),
+		cfg:         cfg,
+		rt:          rt,
+		pub:         pub,
+		adm:         kadm.NewClient(cl),
+		parts:       make(map[partKey]*partMonitor),
+		topics:      make(map[string]*topicMonitor),
+		ends:        make(map[partKey]endPoint),
+		classPaused: make(map[string]bool),
+		commit:      make(map[partKey]int64),
 	}
 	m.log, _ = cl.OptValue(kgo.WithLogger).(kgo.Logger)
 	// The runtime closes a client it built when it stops: write the
@@ -222,6 +234,9 @@ func (c *Config) defaults() error {
 	}
 	if c.ControlPartitions == 0 {
 		c.ControlPartitions = 12
+	}
+	if c.ClassPauseLevel == LevelOK {
+		c.ClassPauseLevel = LevelElevated
 	}
 	if c.Instance == "" {
 		c.Instance = NewInstanceID(c.Group)
@@ -483,7 +498,14 @@ func (m *Monitor) evaluate(ctx context.Context) {
 			delete(m.topics, topic)
 		}
 	}
+	pause, resume := m.classPauses(assigned)
 	m.mu.Unlock()
+	if len(pause) > 0 {
+		m.rt.Pause(partition.Lag, pause)
+	}
+	if len(resume) > 0 {
+		m.rt.Resume(partition.Lag, resume)
+	}
 
 	for _, e := range events {
 		for _, h := range m.levelHooks {
@@ -498,6 +520,45 @@ func (m *Monitor) evaluate(ctx context.Context) {
 	for _, t := range gone {
 		m.tombstone(ctx, t)
 	}
+}
+
+// classPauses decides which topics' partitions pause, and which resume,
+// for a more important class's lag (Config.ClassPauseLevel). Called with
+// mu held, after the levels were decided.
+func (m *Monitor) classPauses(assigned map[string][]int32) (pause, resume map[string][]int32) {
+	order, ok := m.rt.Order()
+	if !ok || m.cfg.DisableClassPause {
+		return nil, nil
+	}
+	// The most important rank at which a topic is at the level.
+	hot := -1
+	for topic, tm := range m.topics {
+		c, _ := m.rt.ClassOf(topic)
+		r, known := order.Rank(c)
+		if known && tm.level.Level() >= m.cfg.ClassPauseLevel && (hot < 0 || r < hot) {
+			hot = r
+		}
+	}
+	for topic, parts := range assigned {
+		c, _ := m.rt.ClassOf(topic)
+		r, known := order.Rank(c)
+		want := hot >= 0 && (!known || r > hot)
+		switch {
+		case want && !m.classPaused[topic]:
+			m.classPaused[topic] = true
+			if pause == nil {
+				pause = map[string][]int32{}
+			}
+			pause[topic] = parts
+		case !want && m.classPaused[topic]:
+			delete(m.classPaused, topic)
+			if resume == nil {
+				resume = map[string][]int32{}
+			}
+			resume[topic] = parts
+		}
+	}
+	return pause, resume
 }
 
 // addPartition adds l to a, with its trend. Called with mu held.
@@ -589,7 +650,16 @@ func (m *Monitor) stop(ctx context.Context) {
 			topics = append(topics, t)
 		}
 	}
+	resume := map[string][]int32{}
+	assigned := m.rt.Assigned()
+	for t := range m.classPaused {
+		resume[t] = assigned[t]
+		delete(m.classPaused, t)
+	}
 	m.mu.Unlock()
+	if len(resume) > 0 {
+		m.rt.Resume(partition.Lag, resume) // what this monitor paused is not left paused
+	}
 	for _, t := range topics {
 		m.tombstone(ctx, t)
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/floodgate-kafka/floodgate/consumer"
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
+	"github.com/floodgate-kafka/floodgate/partition"
+	"github.com/floodgate-kafka/floodgate/priority"
 )
 
 // levelLog is a HookLevelChange recording the events.
@@ -331,4 +333,62 @@ func TestMonitorTombstonesWhenRuntimeStops(t *testing.T) {
 	if !stopped {
 		t.Fatal("the monitor goes on publishing after the runtime stopped")
 	}
+}
+
+// TestMonitorPausesLessImportantClasses: while a critical topic lags, the
+// runtime's bulk partitions pause (reason lag) so the handlers serve the
+// critical one; once it is back to ok they resume.
+func TestMonitorPausesLessImportantClasses(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 1, "pay", "logs")
+	if err := c.CreateTopic("ctl", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	classes, err := priority.NewTopics(priority.Default, priority.Normal, map[string]priority.Class{"pay": priority.Critical, "logs": priority.Bulk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	var released atomic.Bool
+	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+		if r.Topic == "pay" && !released.Load() {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}, consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("pay", "logs"),
+		consumer.WithPriorities(priority.Default, classes), consumer.KgoOpts(ClientOpts("ctl")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Run(t, rt)
+	m, err := New(rt, monitorConfig("g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMonitor(t, m)
+	logsPaused := func() bool {
+		for _, ps := range rt.Stats().Partitions {
+			if ps.Topic == "logs" {
+				return ps.Paused.Has(partition.Lag)
+			}
+		}
+		return false
+	}
+	testkit.Produce(t, brokers, "logs", 10, 1, 1) // logs flows: its partition is known
+	testkit.Eventually(t, time.Minute, "logs to be consumed", func() bool {
+		for _, ps := range rt.Stats().Partitions {
+			if ps.Topic == "logs" && ps.Completed == 10 {
+				return true
+			}
+		}
+		return false
+	})
+	testkit.Produce(t, brokers, "pay", 10, 1, 1)
+	testkit.Eventually(t, time.Minute, "the bulk partitions to pause while pay lags", logsPaused)
+	released.Store(true)
+	close(hold)
+	testkit.Eventually(t, time.Minute, "the bulk partitions to resume once pay is ok", func() bool { return !logsPaused() })
 }

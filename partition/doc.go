@@ -30,10 +30,11 @@
 //
 // [Reasons] is a bit set: a partition is paused while any reason holds it,
 // and lifting one never lifts another. The runtime sets and clears
-// [WindowFull], [Memory], [SpanFull], [CommitStalled] and [DivertFailed]
-// itself; [Lag], [Priority], [RetryDue] and [Manual] belong to the parts
-// that pause partitions for their own reasons (a lag controller, priority
-// classes, retry tiers, the application).
+// [WindowFull], [Memory], [SpanFull], [CommitStalled], [DivertFailed] and
+// [Priority] (its priority classes' share of the byte budget) itself;
+// [Lag], [RetryDue] and [Manual] belong to the parts that pause partitions
+// for their own reasons (a lag monitor pausing less important classes,
+// retry tiers, the application).
 //
 // # Concurrency
 //

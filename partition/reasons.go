@@ -13,9 +13,11 @@ const (
 	WindowFull Reasons = 1 << iota
 	// Memory: the runtime's global byte budget is spent.
 	Memory
-	// Lag: processing lags (set by a lag controller).
+	// Lag: a more important priority class lags (set by a lag monitor),
+	// or another lag controller's reason.
 	Lag
-	// Priority: the partition's priority class is being shed or paused.
+	// Priority: the bytes in flight near the runtime's budget and the
+	// partition's priority class is among the first to yield.
 	Priority
 	// RetryDue: the head record of a retry tier is not yet due.
 	RetryDue
