@@ -1,0 +1,92 @@
+package producer
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/floodgate-kafka/floodgate/lagmonitor"
+	"github.com/floodgate-kafka/floodgate/priority"
+)
+
+// fakeClock is a clock the test moves, shared by the producers, their
+// readers and the publisher.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock(t time.Time) *fakeClock {
+	c := new(fakeClock)
+	c.ns.Store(t.UnixNano())
+	return c
+}
+func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *fakeClock) add(d time.Duration) { c.ns.Add(int64(d)) }
+
+// TestProducersShareTheSuggestedRate: two producers of one topic, each
+// offered 100 normal records per second while the consumers' signal
+// (published on the control topic) says high with a suggested rate of
+// 40/s. Each takes the share of the rate that its own traffic is of the
+// topic's, measured from the topic's end offsets on kfake, so that
+// together they admit near 40/s rather than 80/s. Time is logical: a
+// shared fake clock moves 10ms per record; MaxWait 0 makes every
+// decision immediate; the rates are measured once per logical second.
+func TestProducersShareTheSuggestedRate(t *testing.T) {
+	const (
+		suggested = 40.0
+		offered   = 100 // records per logical second, per producer
+		secs      = 60
+	)
+	e := newEnv(t)
+	clock := newFakeClock(time.Now())
+	pub := e.publisher(t, "billing-1", lagmonitor.PublishClock(clock.now))
+	publish(t, pub, signal(lagmonitor.LevelHigh, suggested)) // live for 10 logical minutes
+
+	ps := make([]*Producer, 2)
+	for i := range ps {
+		ps[i] = start(t, e.brokers, Clock(clock.now), MaxWait(0), Measure(time.Hour, 5*time.Second))
+		waitLevel(t, ps[i], lagmonitor.LevelHigh)
+	}
+	ctx := testCtx(t)
+	var mid [2]Counts
+	for s := range secs {
+		if s == secs/2 {
+			for k, p := range ps {
+				mid[k] = p.Stats().Counts
+			}
+		}
+		for range offered {
+			clock.add(time.Second / offered)
+			for _, p := range ps {
+				p.Produce(ctx, rec(priority.Normal), nil)
+			}
+		}
+		for _, p := range ps {
+			if err := p.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range ps {
+			p.measure(ctx)
+		}
+	}
+
+	window := float64(secs - secs/2)
+	var total float64
+	for k, p := range ps {
+		st := p.Stats()
+		admitted := float64(st.Admitted-mid[k].Admitted) / window
+		refused := st.Throttled - mid[k].Throttled
+		ts := st.Topics[0]
+		t.Logf("producer %d: %.1f records/s admitted, %d throttled in the last %vs; share %.2f (own %.1f/s of %.1f/s)",
+			k, admitted, refused, window, ts.Share, ts.OwnRate, ts.IncomingRate)
+		if admitted >= 0.8*suggested {
+			t.Errorf("producer %d alone admitted %.1f/s of the %v/s suggested", k, admitted, suggested)
+		}
+		if refused == 0 {
+			t.Errorf("producer %d refused nothing, offered %d/s", k, offered)
+		}
+		total += admitted
+	}
+	if total < 0.7*suggested || total > 1.3*suggested {
+		t.Fatalf("together %.1f records/s, want near the suggested %v/s (not %v/s, each taking all of it)", total, suggested, 2*suggested)
+	}
+}
