@@ -44,8 +44,8 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 		return f, rank, d, &RefusedError{Kind: ErrThrottled, Decision: d, RetryAfter: d.RetryAfter, Err: err}
 	}
 
-	shadow := p.cfg.shadow != nil && p.cfg.shadow(f.topic, class)
 	began := time.Now() // waits are real, whatever the clock
+	shadow, shadowKnown := false, false
 	for first := true; ; first = false {
 		now := p.cfg.now()
 		f.mu.Lock()
@@ -59,6 +59,9 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 			p.levelChanged(lc)
 			cnt.admitted.Add(1)
 			return f, rank, d, nil
+		}
+		if !shadowKnown { // asked only of a record under pressure
+			shadow, shadowKnown = p.cfg.shadow != nil && p.cfg.shadow(f.topic, class), true
 		}
 		var res *rate.Reservation
 		delay := time.Duration(0)
@@ -196,13 +199,11 @@ func (p *Producer) refuse(cnt *classCounters, d Decision, o Outcome, kind error,
 
 // usable returns ErrNotStarted before Start and ErrClosed after Close.
 func (p *Producer) usable() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case p.closed:
-		return ErrClosed
-	case !p.started:
+	switch p.state.Load() {
+	case stateNew:
 		return ErrNotStarted
+	case stateClosed:
+		return ErrClosed
 	}
 	return nil
 }

@@ -1,10 +1,12 @@
 package producer
 
 import (
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/floodgate-kafka/floodgate/internal/testkit"
 	"github.com/floodgate-kafka/floodgate/lagmonitor"
 	"github.com/floodgate-kafka/floodgate/priority"
 )
@@ -88,5 +90,44 @@ func TestProducersShareTheSuggestedRate(t *testing.T) {
 	}
 	if total < 0.7*suggested || total > 1.3*suggested {
 		t.Fatalf("together %.1f records/s, want near the suggested %v/s (not %v/s, each taking all of it)", total, suggested, 2*suggested)
+	}
+}
+
+// TestFailOpenWinsOverRamp: back to ok, the limits ramp up; but a
+// signal that expires lifts them at once, ramp or not.
+func TestFailOpenWinsOverRamp(t *testing.T) {
+	e := newEnv(t)
+	clock := newFakeClock(time.Now())
+	pub := e.publisher(t, "billing-1", lagmonitor.PublishClock(clock.now))
+	p := start(t, e.brokers, Clock(clock.now), MaxWait(0), Measure(time.Hour, time.Second), Ramp(time.Minute))
+
+	s := signal(lagmonitor.LevelCritical, 1e6)
+	s.TTL = 15 * time.Second
+	publish(t, pub, s)
+	waitLevel(t, p, lagmonitor.LevelCritical)
+	if err := produce(t, p, testCtx(t), rec(priority.Bulk)); !errors.Is(err, ErrShed) {
+		t.Fatalf("bulk at critical: %v", err)
+	}
+
+	// Back to ok: recovering; bulk, shed under pressure, ramps from 0
+	// and its demand is unknown (not measured): no rate yet.
+	ok := signal(lagmonitor.LevelOK, 0)
+	ok.TTL = 15 * time.Second
+	publish(t, pub, ok)
+	testkit.Eventually(t, 15*time.Second, "the producer to recover", func() bool { return topicStats(p).Recovering })
+	err := produce(t, p, testCtx(t), rec(priority.Bulk))
+	var re *RefusedError
+	if !errors.Is(err, ErrThrottled) || !errors.As(err, &re) || !re.Decision.Recovering || re.Decision.Level != lagmonitor.LevelOK {
+		t.Fatalf("bulk at the start of the ramp: %v, want throttled while recovering", err)
+	}
+
+	// The ok signal expires (no heartbeat): every limit lifts at once,
+	// though the ramp has 45s to go.
+	clock.add(15 * time.Second)
+	if err := produce(t, p, testCtx(t), rec(priority.Bulk)); err != nil {
+		t.Fatalf("bulk once the signal expired: %v, want admitted (fail-open)", err)
+	}
+	if ts := topicStats(p); ts.Recovering || ts.Level != lagmonitor.LevelOK || ts.Pressure.Instance != "" {
+		t.Fatalf("after expiry: recovering %v, level %v, deciding instance %q", ts.Recovering, ts.Level, ts.Pressure.Instance)
 	}
 }

@@ -94,7 +94,7 @@ func (p *Producer) levelChanged(c *LevelChange) {
 	for _, h := range p.hooks.level {
 		h.OnLevelChange(*c)
 	}
-	p.logf(kgo.LogLevelInfo, "floodgate producer: pressure level changed", "topic", c.Topic, "from", c.From, "to", c.To,
+	p.logSampled(kgo.LogLevelInfo, fmt.Sprintf("level|%s|%s", c.Topic, c.To), "floodgate producer: pressure level changed", "topic", c.Topic, "from", c.From, "to", c.To,
 		"reason", c.Pressure.Reason, "group", c.Pressure.Group, "instance", c.Pressure.Instance, "seq", c.Pressure.Seq,
 		"suggested_rate", c.Pressure.Rate)
 }

@@ -69,8 +69,8 @@ func (p *Producer) measure(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, measureTimeout)
 	ends, err := p.adm.ListEndOffsets(ctx, p.cfg.topics...)
 	cancel()
-	if ctx.Err() != nil && err != nil && isClosed(p.quit) {
-		return
+	if err != nil && isClosed(p.quit) {
+		return // cancelled by Close
 	}
 	if err != nil {
 		p.controlError(fmt.Errorf("listing the end offsets of the followed topics: %w", err))

@@ -36,6 +36,7 @@ type Producer struct {
 	follow   map[string]*followed // read-only after construction
 	followed []*followed          // the same, in the order of cfg.topics
 
+	state     atomic.Int32 // stateNew, stateStarted, stateClosed: read by every record
 	mu        sync.Mutex
 	started   bool
 	closed    bool
@@ -56,6 +57,13 @@ type Producer struct {
 	logs logSampler
 	cnt  globalCounters
 }
+
+// The states of a producer.
+const (
+	stateNew int32 = iota
+	stateStarted
+	stateClosed
+)
 
 // followed is the state of one followed topic.
 type followed struct {
@@ -235,33 +243,32 @@ func (p *Producer) Start(ctx context.Context) error {
 		return ErrAlreadyStarted
 	}
 	p.started = true
+	p.state.Store(stateStarted)
 	p.mu.Unlock()
 
 	err := p.reader.Start(ctx)
+	p.refreshAll(true) // the pressure read, before the first record is decided
 	p.mu.Lock()
 	p.caughtUp = err == nil
 	if err != nil && !errors.Is(err, lagmonitor.ErrReaderClosed) {
 		p.startErr = err
 	}
 	closed := p.closed
-	p.mu.Unlock()
-	p.refreshAll(true) // the pressure read, before the first record is decided
-	close(p.startDone)
-	switch {
-	case errors.Is(err, lagmonitor.ErrReaderClosed) || closed:
-		return ErrClosed
-	case err != nil:
-		p.controlError(fmt.Errorf("producer: admitting without the control topic read to its end: %w", err))
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-	default:
-		p.logf(kgo.LogLevelInfo, "floodgate producer: control topic read to its end", "control_topic", p.cfg.control, "topics", p.cfg.topics)
+	if !closed {
+		p.loops.Add(2) // under mu: Close, which sets closed under mu, then waits for them
 	}
-
-	p.loops.Add(2)
+	p.mu.Unlock()
+	close(p.startDone)
+	if closed {
+		return ErrClosed
+	}
 	go p.followLoop()
 	go p.measureLoop()
+	if err != nil {
+		p.controlError(fmt.Errorf("admitting without the control topic read to its end: %w", err))
+		return ctx.Err()
+	}
+	p.logf(kgo.LogLevelInfo, "floodgate producer: control topic read to its end", "control_topic", p.cfg.control, "topics", p.cfg.topics)
 	return nil
 }
 
@@ -274,6 +281,7 @@ func (p *Producer) Close() {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
 		p.closed = true
+		p.state.Store(stateClosed)
 		p.mu.Unlock()
 		close(p.quit)
 		p.reader.Close()
