@@ -1,7 +1,15 @@
 package producer_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/lagmonitor"
 	"github.com/floodgate-kafka/floodgate/priority"
@@ -48,4 +56,37 @@ func ExampleDefaultPolicy_order() {
 	// elevated   admit      admit      admit      limit
 	// high       admit      limit      limit      shed
 	// critical   limit      fail-fast  fail-fast  shed
+}
+
+// A producer in an HTTP handler: a refused record becomes a 429 or 503
+// with a Retry-After header.
+func Example() {
+	p, err := producer.New(
+		producer.Brokers("localhost:9092"),
+		producer.ControlTopic("floodgate.pressure"),
+		producer.Topics("orders"),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Start(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+
+	http.HandleFunc("/orders", func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		ctx := producer.WithClass(req.Context(), priority.Normal)
+		err := p.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: body}).FirstErr()
+		var refused *producer.RefusedError
+		switch {
+		case errors.As(err, &refused):
+			w.Header().Set("Retry-After", strconv.Itoa(refused.RetryAfterSeconds()))
+			http.Error(w, refused.Error(), refused.StatusCode())
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	})
 }
