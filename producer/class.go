@@ -33,7 +33,13 @@ func (p *Producer) classOf(ctx context.Context, r *kgo.Record) (class priority.C
 	found := false
 	for i := len(r.Headers) - 1; i >= 0; i-- {
 		if r.Headers[i].Key == priority.Header {
-			class, found = priority.Class(r.Headers[i].Value), true
+			v := r.Headers[i].Value
+			for rank, c := range p.ctl.classes { // no allocation for a class of the order
+				if string(v) == string(c) {
+					return c, rank, true
+				}
+			}
+			class, found = priority.Class(v), true
 			break
 		}
 	}

@@ -325,10 +325,12 @@ func (p *Producer) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo
 }
 
 // ProduceSync produces rs as [Producer.Produce] does and waits for all of
-// them, returning their results as kgo.Client.ProduceSync does: the
-// refused and deferred records first, then the others as their promises
-// came. The wait for admission is capped once for the call: every record
-// of rs waits within the same [MaxWait] from the call.
+// them, returning one result per record, as kgo.Client.ProduceSync does,
+// in the order they completed: the refused records first, then the
+// others as the client (or the Deferrer) acknowledged them. The records
+// admitted are handed to the client's ProduceSync together, once every
+// record of rs is decided; the wait for admission is capped once for the
+// call: every record waits within the same [MaxWait] from the call.
 func (p *Producer) ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults {
 	capAt := p.capAt(ctx)
 	var (
