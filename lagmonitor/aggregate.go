@@ -34,6 +34,10 @@ type Pressure struct {
 	// largest offset lag, then the first by group and instance name.
 	// Both are "" when there is no live signal.
 	Group, Instance string
+	// Seq is that signal's sequence number (0 when there is no live
+	// signal): with Instance, it names exactly the signal a decision
+	// acted on.
+	Seq uint64
 	// Reason is that signal's reason, or "no live signal".
 	Reason string
 	// ExpiresAt is the earliest expiry among the signals counted: the
@@ -71,8 +75,10 @@ type GroupPressure struct {
 	// DrainRate is the sum of the instances' drain rates.
 	DrainRate float64
 	// Instance names the signal that decided Level (same order as
-	// [Pressure.Instance]), and Reason is its reason.
+	// [Pressure.Instance]), Seq its sequence number, and Reason its
+	// reason.
 	Instance, Reason string
+	Seq              uint64
 	// ExpiresAt is the earliest expiry among the group's signals.
 	ExpiresAt time.Time
 }
@@ -188,11 +194,11 @@ func Aggregate(topic string, signals []Signal, now time.Time) Pressure {
 		if !g.suggests {
 			g.gp.Rate = 0
 		}
-		g.gp.Level, g.gp.Instance, g.gp.Reason = g.decider.Level, g.decider.Instance, g.decider.Reason
+		g.gp.Level, g.gp.Instance, g.gp.Reason, g.gp.Seq = g.decider.Level, g.decider.Instance, g.decider.Reason, g.decider.Seq
 		p.Groups = append(p.Groups, g.gp)
 	}
 
-	p.Level, p.Group, p.Instance, p.Reason = decider.Level, decider.Group, decider.Instance, decider.Reason
+	p.Level, p.Group, p.Instance, p.Reason, p.Seq = decider.Level, decider.Group, decider.Instance, decider.Reason, decider.Seq
 	for i := range p.Groups {
 		g := &p.Groups[i]
 		if i == 0 || g.ExpiresAt.Before(p.ExpiresAt) {

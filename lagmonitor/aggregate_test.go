@@ -19,7 +19,7 @@ func sig(group, instance string, seq uint64, level Level, suggested, drain float
 
 func TestAggregateNoSignalIsNoPressure(t *testing.T) {
 	p := Aggregate("orders", nil, t0)
-	if p.Level != LevelOK || p.Rate != 0 || p.Topic != "orders" || p.Reason != "no live signal" || !p.ExpiresAt.IsZero() || p.Groups != nil {
+	if p.Level != LevelOK || p.Rate != 0 || p.Topic != "orders" || p.Seq != 0 || p.Reason != "no live signal" || !p.ExpiresAt.IsZero() || p.Groups != nil {
 		t.Fatalf("%+v", p)
 	}
 	// Signals of other topics, expired signals and signals of unknown
@@ -53,7 +53,7 @@ func TestAggregateInstancesAndGroups(t *testing.T) {
 	in := []Signal{billingC, audit1, search, billingA, audit2, billingB}
 
 	p := Aggregate("orders", in, t0.Add(time.Second))
-	if p.Level != LevelCritical || p.Group != "audit" || p.Instance != "2" || p.Reason != "audit/2 is critical" {
+	if p.Level != LevelCritical || p.Group != "audit" || p.Instance != "2" || p.Seq != 5 || p.Reason != "audit/2 is critical" {
 		t.Fatalf("deciding signal: %+v", p)
 	}
 	// billing: 400 + 250 + 120 (c's drain) = 770; audit: 3500; search: none.
@@ -74,7 +74,7 @@ func TestAggregateInstancesAndGroups(t *testing.T) {
 	if audit.Level != LevelCritical || audit.Rate != 3500 || audit.Instances != 2 || audit.Instance != "2" || audit.TimeLag != 4*time.Minute {
 		t.Fatalf("audit: %+v", audit)
 	}
-	if billing.Level != LevelHigh || billing.Rate != 770 || billing.Instances != 3 || billing.Instance != "a" ||
+	if billing.Level != LevelHigh || billing.Rate != 770 || billing.Instances != 3 || billing.Instance != "a" || billing.Seq != 3 ||
 		billing.OffsetLag != 10003 || billing.TimeLag != 40*time.Second || billing.DrainRate != 740 ||
 		billing.Reason != "billing/a is high" || !billing.ExpiresAt.Equal(t0.Add(7*time.Second)) {
 		t.Fatalf("billing: %+v", billing)

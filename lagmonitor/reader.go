@@ -191,6 +191,8 @@ type Reader struct {
 	catchFrom time.Time
 	started   bool
 	closed    bool
+	changed   chan struct{} // closed at the next change of the signals held, then replaced
+	dirty     bool          // the signals held changed since changed was last closed
 
 	firstSetup chan error
 	cancel     context.CancelFunc
@@ -237,6 +239,7 @@ func NewReader(seeds []string, controlTopic string, topics []string, opts ...Rea
 		parts:      make(map[int32]bool),
 		pending:    make(map[int32]int64),
 		caughtUp:   make(chan struct{}),
+		changed:    make(chan struct{}),
 		firstSetup: make(chan error, 1),
 		done:       make(chan struct{}),
 	}
@@ -369,6 +372,29 @@ func (r *Reader) Pressure(topic string, now time.Time) Pressure {
 	return r.table.Pressure(topic, now)
 }
 
+// Changed returns a channel that is closed at the next change of the
+// signals the reader holds, for any topic it follows: a signal accepted
+// (or read already expired, which supersedes the instance's last), one
+// removed by a tombstone, or one that expired, as the reader notices
+// (within a second, or at [Reader.Stats]). It lets a producer re-evaluate
+// [Reader.Pressure] at once rather than poll it: take the channel, read
+// the pressure, and wait on the channel; a change between the two closes
+// the channel taken. Each call returns the channel of the next change,
+// shared by all callers. After Close the channel is never closed.
+func (r *Reader) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+// notifyLocked closes the changed channel if the signals held changed.
+func (r *Reader) notifyLocked() {
+	if r.dirty {
+		close(r.changed)
+		r.changed, r.dirty = make(chan struct{}), false
+	}
+}
+
 // Topics returns the topics the reader follows, sorted.
 func (r *Reader) Topics() []string { return slices.Clone(r.topics) }
 
@@ -379,6 +405,7 @@ func (r *Reader) Stats() ReaderStats {
 	defer r.mu.Unlock()
 	now := r.cfg.now()
 	r.sweepLocked(now)
+	r.notifyLocked()
 	st := r.st
 	for _, t := range r.table.Topics(now) {
 		st.Live += len(r.table.Signals(t, now))
@@ -446,6 +473,7 @@ func (r *Reader) follow(ctx context.Context) {
 			}
 		})
 		r.sweepLocked(now)
+		r.notifyLocked()
 		r.mu.Unlock()
 		for _, rj := range rejected {
 			r.report(rj)
@@ -595,7 +623,9 @@ func (r *Reader) handleLocked(rec *kgo.Record, now time.Time) *Rejection {
 	}
 	if tomb {
 		r.st.Tombstones++
-		r.table.Delete(topic, group, instance)
+		if r.table.Delete(topic, group, instance) {
+			r.dirty = true
+		}
 		return nil
 	}
 	if s.IssuedAt.After(now.Add(r.cfg.maxSkew)) {
@@ -606,8 +636,10 @@ func (r *Reader) handleLocked(rec *kgo.Record, now time.Time) *Rejection {
 		return reject(RejectReplayed, fmt.Errorf("seq %d, not above the last accepted from instance %s", s.Seq, instance))
 	case PutExpired:
 		r.st.Expired++
+		r.dirty = true
 	default:
 		r.st.Accepted++
+		r.dirty = true
 	}
 	return nil
 }
@@ -615,7 +647,10 @@ func (r *Reader) handleLocked(rec *kgo.Record, now time.Time) *Rejection {
 // sweepLocked forgets the signals expired at now (counting those not
 // removed by a tombstone).
 func (r *Reader) sweepLocked(now time.Time) {
-	r.st.Expired += uint64(r.table.Expire(now))
+	if n := r.table.Expire(now); n > 0 {
+		r.st.Expired += uint64(n)
+		r.dirty = true
+	}
 }
 
 func (r *Reader) maybeCaughtUpLocked() {

@@ -197,6 +197,71 @@ func TestReaderExpiry(t *testing.T) {
 	}
 }
 
+// waitClosed fails the test unless ch is closed within 15s.
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("Changed not closed within 15s after %s", what)
+	}
+}
+
+func TestReaderChanged(t *testing.T) {
+	_, brokers := controlTopic(t, 1)
+	cl := publishClient(t, brokers)
+	p := newPublisher(t, cl, "i-1")
+	t0 := time.Now().Truncate(time.Millisecond)
+	clock := newFakeClock(t0)
+	r := newReader(t, brokers, []string{"orders"}, lagmonitor.ReadClock(clock.now))
+	if err := r.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	ch := r.Changed()
+	select {
+	case <-ch:
+		t.Fatal("Changed closed before anything changed")
+	default:
+	}
+
+	// A signal accepted closes it; the next call returns a new one.
+	s := sig("orders", "g", lagmonitor.LevelHigh)
+	s.IssuedAt, s.TTL = t0, 15*time.Second
+	if _, err := p.Publish(ctx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, ch, "a signal accepted")
+	if lvl := r.Pressure("orders", clock.now()).Level; lvl != lagmonitor.LevelHigh {
+		t.Fatalf("after the change, level %v; want high", lvl)
+	}
+	ch = r.Changed()
+	select {
+	case <-ch:
+		t.Fatal("the next Changed is already closed")
+	default:
+	}
+
+	// A tombstone that removes a signal closes it.
+	if err := p.Tombstone(ctx(t), "orders", "i-1", "g"); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, ch, "a tombstone")
+	if lvl := r.Pressure("orders", clock.now()).Level; lvl != lagmonitor.LevelOK {
+		t.Fatalf("after the tombstone, level %v; want ok", lvl)
+	}
+
+	// A signal expiring closes it, as the reader notices (Stats sweeps).
+	s.IssuedAt = t0
+	if _, err := p.Publish(ctx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	waitSignals(t, r, "orders", clock.now, "g/i-1:2") // a tombstone takes no seq
+	ch = r.Changed()
+	clock.add(16 * time.Second)
+	r.Stats()
+	waitClosed(t, ch, "a signal expired")
+}
+
 // rawProducer produces records to ctl as they are given, partitioned as a
 // publisher would.
 func rawProducer(t *testing.T, brokers []string) func(r *kgo.Record) {

@@ -1,0 +1,383 @@
+package producer
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/floodgate-kafka/floodgate/lagmonitor"
+	"github.com/floodgate-kafka/floodgate/priority"
+)
+
+// ctlConfig is what the admission state of a topic takes from the
+// producer's configuration.
+type ctlConfig struct {
+	policy   Policy
+	classes  []priority.Class // by rank
+	minShare float64
+	headroom float64
+	noRate   [len(levels)]float64 // by level; [ok] unused
+	ramp     time.Duration
+	tau      time.Duration
+}
+
+const (
+	// rampSteps is how many steps a recovery ramp rises in, at most:
+	// its limits are computed again when a record arrives or the rates
+	// are measured, and at least Ramp/rampSteps after the last time.
+	rampSteps = 20
+	// burstWindow is the time a limiter's burst covers at its rate (at
+	// least one record): records sent together within it are not spaced.
+	burstWindow = 100 * time.Millisecond
+	// significantChange is the relative change of a class's rate that
+	// wakes the records waiting for it.
+	significantChange = 0.1
+)
+
+// mode is a topic's admission regime.
+type mode int8
+
+const (
+	modeFree       mode = iota // no live signal above ok, no recovery: every record admitted
+	modePressured              // a live signal above ok: the policy's row for its level
+	modeRecovering             // back to ok from pressure: limits ramping up to the demand
+)
+
+// topicCtl is the admission state of one followed topic: the pressure it
+// obeys, the rates measured, each class's action and rate, and the
+// limiters. It does no I/O and reads no clock (every time is an
+// argument), so it is tested with an injected clock; it is not safe for
+// concurrent use (the producer guards it).
+type topicCtl struct {
+	cfg *ctlConfig
+
+	p    lagmonitor.Pressure
+	live bool // p counts at least one live signal
+
+	mode       mode
+	rampAt     time.Time // when the recovery began
+	computedAt time.Time // when the actions and rates were last computed
+	rampFrom   []float64 // per rank: the class's rate when the recovery began; -1: admitted, not ramped
+	progress   float64   // the ramp's progress at computedAt, in [0, 1)
+
+	actions []Action        // per rank: the action in force
+	allow   []float64       // per rank: the rate of a Limit class, records/s; 0: none
+	lim     []*rate.Limiter // per rank: the limiter of a Limit class with a rate
+	base    []float64       // per rank: the demand a no-rate limit is a fraction of, frozen when taken
+	noRate  bool            // the Limit rates come from base (no suggested rate)
+	share   float64         // this producer's share of the topic's incoming rate, in [minShare, 1]
+
+	own      lagmonitor.RateMeter   // records this producer had acknowledged on the topic
+	incoming lagmonitor.RateMeter   // records appended to the topic (its end offsets, summed)
+	demand   []lagmonitor.RateMeter // per rank: records offered to admission, admitted or not
+}
+
+func newTopicCtl(cfg *ctlConfig) *topicCtl {
+	n := len(cfg.classes)
+	t := &topicCtl{
+		cfg:      cfg,
+		rampFrom: make([]float64, n),
+		actions:  make([]Action, n),
+		allow:    make([]float64, n),
+		lim:      make([]*rate.Limiter, n),
+		base:     make([]float64, n),
+		share:    1,
+		own:      lagmonitor.NewRateMeter(cfg.tau),
+		incoming: lagmonitor.NewRateMeter(cfg.tau),
+		demand:   make([]lagmonitor.RateMeter, n),
+	}
+	for i := range t.demand {
+		t.demand[i] = lagmonitor.NewRateMeter(cfg.tau)
+	}
+	return t
+}
+
+// observe feeds the meters at now with cumulative counts: the topic's
+// end offsets summed over its partitions (endOK false when they could
+// not all be listed: neither the topic's rate nor this producer's is
+// sampled then, so that the two stay comparable), the records this
+// producer had acknowledged on the topic, and the records offered per
+// class. It computes the limits again and reports whether they changed
+// enough to wake waiting records.
+func (t *topicCtl) observe(now time.Time, end int64, endOK bool, acked uint64, offered []uint64) bool {
+	for i := range t.demand {
+		t.demand[i].Observe(now, offered[i])
+	}
+	if endOK {
+		t.incoming.Observe(now, uint64(max(end, 0)))
+		t.own.Observe(now, acked)
+	}
+	return t.recompute(now)
+}
+
+// setPressure makes p, read at now, the pressure the topic obeys, and
+// reports whether it differs from the one before (waiting records must
+// then decide again).
+func (t *topicCtl) setPressure(p lagmonitor.Pressure, now time.Time) bool {
+	live := p.Instance != ""
+	same := live == t.live && p.Level == t.p.Level && p.Rate == t.p.Rate && p.Group == t.p.Group &&
+		p.Instance == t.p.Instance && p.Seq == t.p.Seq && p.ExpiresAt.Equal(t.p.ExpiresAt)
+	t.p, t.live = p, live
+	if same {
+		return false
+	}
+	t.recompute(now)
+	return true
+}
+
+// stale reports whether a signal counted in the pressure has expired at
+// now: the pressure must be read again (it may lift at once: fail-open).
+func (t *topicCtl) stale(now time.Time) bool {
+	return t.live && !now.Before(t.p.ExpiresAt)
+}
+
+// tick moves a recovery ramp on at now, if a step is due, and reports
+// whether the limits changed enough to wake waiting records.
+func (t *topicCtl) tick(now time.Time) bool {
+	if t.mode == modeRecovering && now.Sub(t.computedAt) >= t.cfg.ramp/rampSteps {
+		return t.recompute(now)
+	}
+	return false
+}
+
+// decide returns the action in force at now for the class of rank, and
+// for [Limit] its limiter, nil when the class has no rate. Call tick first.
+func (t *topicCtl) decide(rank int) (Action, *rate.Limiter) {
+	if t.mode == modeFree {
+		return Admit, nil
+	}
+	a := t.actions[rank]
+	if a == Limit {
+		return Limit, t.lim[rank]
+	}
+	return a, nil
+}
+
+// level returns the level in force: ok without a live signal.
+func (t *topicCtl) level() lagmonitor.Level {
+	if !t.live {
+		return lagmonitor.LevelOK
+	}
+	return t.p.Level
+}
+
+// recompute sets the mode, each class's action and rate, and the
+// limiters, from the pressure and the rates measured, at now. It reports
+// whether anything changed enough to wake waiting records: the mode, an
+// action, a rate appearing or vanishing, or one moving by more than
+// significantChange.
+func (t *topicCtl) recompute(now time.Time) bool {
+	oldMode, oldActions, oldAllow := t.mode, slices.Clone(t.actions), slices.Clone(t.allow)
+	t.computedAt = now
+	t.share = t.shareNow()
+	level := t.level()
+	switch {
+	case !t.live:
+		t.free() // fail-open: no live signal lifts every limit at once, ramp or not
+	case level > lagmonitor.LevelOK:
+		t.pressured(level)
+	case t.mode == modePressured && t.cfg.ramp > 0:
+		t.beginRecovery(now)
+		t.recover(now)
+	case t.mode == modeRecovering:
+		t.recover(now)
+	default:
+		t.free()
+	}
+	t.setLimiters(now)
+
+	if t.mode != oldMode || !slices.Equal(t.actions, oldActions) {
+		return true
+	}
+	for i, a := range t.allow {
+		was := oldAllow[i]
+		if (a > 0) != (was > 0) || math.Abs(a-was) > significantChange*was {
+			return true
+		}
+	}
+	return false
+}
+
+// shareNow returns this producer's share of the topic: its own rate over
+// the topic's incoming rate, within [minShare, 1]; 1 until both are
+// measured, or while nothing is measured arriving.
+func (t *topicCtl) shareNow() float64 {
+	if !t.own.Known() || !t.incoming.Known() {
+		return 1
+	}
+	in := t.incoming.Rate()
+	if !(in > 0) {
+		return 1
+	}
+	return min(max(t.own.Rate()/in, t.cfg.minShare), 1)
+}
+
+func (t *topicCtl) free() {
+	t.mode, t.noRate, t.progress = modeFree, false, 0
+	for i := range t.actions {
+		t.actions[i], t.allow[i], t.base[i] = Admit, 0, 0
+	}
+}
+
+// pressured applies the policy's row for level: with a suggested rate,
+// this producer's share of it split by class; without, each limited
+// class held to a fraction of its own demand when the limit began.
+func (t *topicCtl) pressured(level lagmonitor.Level) {
+	t.mode, t.progress = modePressured, 0
+	for r := range t.actions {
+		t.actions[r], t.allow[r] = t.cfg.policy.cell(level, r), 0
+	}
+	if suggested := t.p.Rate; suggested > 0 {
+		t.noRate = false
+		clear(t.base)
+		t.split(suggested * t.share)
+		return
+	}
+	t.noRate = true
+	f := t.cfg.noRate[level]
+	for r, a := range t.actions {
+		if a != Limit {
+			continue
+		}
+		if !(t.base[r] > 0) {
+			t.base[r] = t.demand[r].Rate() // frozen: the limit must not feed on itself
+		}
+		t.allow[r] = f * t.base[r]
+	}
+}
+
+// split gives total (records/s) to the classes, most important first:
+// an admitted class's demand is reserved; a limited class gets its demand
+// times the headroom, or what is left if less; the least important
+// limited class gets all that is left.
+func (t *topicCtl) split(total float64) {
+	last := -1
+	for r, a := range t.actions {
+		if a == Limit {
+			last = r
+		}
+	}
+	left := total
+	for r, a := range t.actions {
+		switch a {
+		case Admit:
+			left -= t.demand[r].Rate()
+		case Limit:
+			give := left
+			if r != last {
+				give = min(left, t.demand[r].Rate()*t.cfg.headroom)
+			}
+			t.allow[r] = give
+			left -= give
+		}
+		left = max(left, 0)
+	}
+}
+
+// beginRecovery starts the ramp at now from the rates in force: a
+// limited class from its rate, a refused one from 0; an admitted class
+// stays admitted.
+func (t *topicCtl) beginRecovery(now time.Time) {
+	t.mode, t.rampAt = modeRecovering, now
+	for r, a := range t.actions {
+		switch a {
+		case Admit:
+			t.rampFrom[r] = -1
+		case Limit:
+			t.rampFrom[r] = t.allow[r]
+		default:
+			t.rampFrom[r] = 0
+		}
+	}
+}
+
+// recover sets the ramp's rates at now: each ramped class's rate rises
+// linearly from where it began to the class's demand now, over Ramp;
+// then every limit lifts.
+func (t *topicCtl) recover(now time.Time) {
+	progress := max(float64(now.Sub(t.rampAt))/float64(t.cfg.ramp), 0)
+	if progress >= 1 {
+		t.free()
+		return
+	}
+	t.progress, t.noRate = progress, false
+	ramped := false
+	for r := range t.actions {
+		t.allow[r] = 0
+		from := t.rampFrom[r]
+		if from < 0 {
+			t.actions[r] = Admit
+			continue
+		}
+		ramped = true
+		t.actions[r] = Limit
+		t.allow[r] = max(from, from+(t.demand[r].Rate()-from)*progress)
+	}
+	if !ramped {
+		t.free()
+	}
+}
+
+func (t *topicCtl) setLimiters(now time.Time) {
+	for r, a := range t.actions {
+		if a != Limit || !(t.allow[r] > 0) {
+			t.lim[r] = nil // a fresh limiter, with a full burst, when limited again
+			continue
+		}
+		r64 := t.allow[r]
+		lim, burst := rate.Limit(r64), max(1, int(r64*burstWindow.Seconds()))
+		if t.lim[r] == nil {
+			t.lim[r] = rate.NewLimiter(lim, burst)
+			continue
+		}
+		t.lim[r].SetLimitAt(now, lim)
+		t.lim[r].SetBurstAt(now, burst)
+	}
+}
+
+// describe fills the fields of d that the topic's state gives, for the
+// class of rank whose action is a.
+func (t *topicCtl) describe(d *Decision, rank int, a Action) {
+	d.Level, d.Action, d.Recovering = t.level(), a, t.mode == modeRecovering
+	d.Group, d.Instance, d.Seq, d.SignalReason = t.p.Group, t.p.Instance, t.p.Seq, t.p.Reason
+	d.SuggestedRate, d.Share = t.p.Rate, t.share
+	if a == Limit {
+		d.Rate = t.allow[rank]
+	}
+	d.Reason = t.reason(rank, d.Class, a)
+}
+
+// reason says in words why the class of rank gets action a.
+func (t *topicCtl) reason(rank int, class priority.Class, a Action) string {
+	lvl := t.level()
+	switch a {
+	case Admit:
+		return fmt.Sprintf("class %s is admitted at level %s", class, lvl)
+	case Shed:
+		return fmt.Sprintf("class %s is shed at level %s", class, lvl)
+	case FailFast:
+		return fmt.Sprintf("class %s fails fast at level %s", class, lvl)
+	case Defer:
+		return fmt.Sprintf("class %s is deferred at level %s", class, lvl)
+	}
+	var how string
+	switch {
+	case t.mode == modeRecovering:
+		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate under pressure to its demand of %s/s", 100*t.progress, fmtRate(t.demand[rank].Rate()))
+	case t.noRate:
+		how = fmt.Sprintf("no suggested rate: %.0f%% of its demand of %s/s when the limit began", 100*t.cfg.noRate[lvl], fmtRate(t.base[rank]))
+	default:
+		how = fmt.Sprintf("a share of %.3g of the suggested %s/s, more important classes served first", t.share, fmtRate(t.p.Rate))
+	}
+	if r := t.allow[rank]; r > 0 {
+		return fmt.Sprintf("class %s is limited to %s/s at level %s (%s)", class, fmtRate(r), lvl, how)
+	}
+	return fmt.Sprintf("class %s has no rate at level %s (%s)", class, lvl, how)
+}
+
+// fmtRate writes a rate with three significant digits.
+func fmtRate(r float64) string { return strconv.FormatFloat(r, 'g', 3, 64) }
