@@ -40,11 +40,20 @@ var otherHeaders = map[string]bool{
 	priority.Header: true, // the record's priority class
 }
 
+// DeferredHeaderPrefix begins the headers of the producer's deferred
+// lane (package producer/deferred): a record deferred under pressure
+// carries them on its deferred topic, and the relay strips them when it
+// produces the record to its destination. They are not retry metadata:
+// a deferred topic's consumer that retries or quarantines its records
+// keeps them as the record's own.
+const DeferredHeaderPrefix = "floodgate-deferred-"
+
 // IsMetaHeader reports whether key is one of the headers [Meta] is
 // encoded in: a floodgate- header other than the project's headers that
-// belong to the record itself (its priority class, [priority.Header]).
+// belong to the record itself (its priority class, [priority.Header], and
+// the deferred lane's, [DeferredHeaderPrefix]).
 func IsMetaHeader(key string) bool {
-	return strings.HasPrefix(key, HeaderPrefix) && !otherHeaders[key]
+	return strings.HasPrefix(key, HeaderPrefix) && !otherHeaders[key] && !strings.HasPrefix(key, DeferredHeaderPrefix)
 }
 
 // MaxErrorLen bounds the error text kept in [HeaderError], in bytes.

@@ -2,6 +2,7 @@ package retrytopics
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,26 @@ func TestPriorityHeaderIsTheRecords(t *testing.T) {
 	}
 	if _, ok, err := Decode(&kgo.Record{Headers: hs}); !ok || err != nil {
 		t.Fatalf("Decode(Encode) = %v %v", ok, err)
+	}
+}
+
+// TestDeferredHeadersAreTheRecords: the deferred lane's headers
+// (floodgate-deferred-*) belong to the record too: a deferred topic's
+// record is a first attempt, decodes without error, and keeps them.
+func TestDeferredHeadersAreTheRecords(t *testing.T) {
+	def := kgo.RecordHeader{Key: DeferredHeaderPrefix + "topic", Value: []byte("orders")}
+	r := &kgo.Record{Headers: []kgo.RecordHeader{def, {Key: DeferredHeaderPrefix + "anything-new", Value: []byte("\xff")}}}
+	if HasMeta(r) {
+		t.Fatal("HasMeta: a deferred record has retry metadata")
+	}
+	if _, ok, err := Decode(r); ok || err != nil {
+		t.Fatalf("Decode = %v %v, want no metadata and no error", ok, err)
+	}
+	if !IsMetaHeader("floodgate-deferral") {
+		t.Fatal("a floodgate- header outside the deferred prefix is no longer retry metadata")
+	}
+	hs := Meta{OriginalTopic: "t", Attempt: 1}.Encode(r.Headers)
+	if !slices.ContainsFunc(hs, func(h kgo.RecordHeader) bool { return h.Key == def.Key && string(h.Value) == "orders" }) {
+		t.Fatalf("Encode dropped the deferred header: %v", hs)
 	}
 }
