@@ -2,6 +2,7 @@ package producer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"strings"
 	"sync"
@@ -195,4 +196,19 @@ func TestDeferSeam(t *testing.T) {
 	if len(d.recs) != 2 {
 		t.Fatalf("the deferrer got %d records, want 2 (none at high)", len(d.recs))
 	}
+}
+
+// TestWrapTLSClient: a client that dials TLS is wrapped; its reader
+// connects with the same TLS config (kgo refuses a dialer beside it).
+func TestWrapTLSClient(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"), kgo.DialTLSConfig(&tls.Config{ServerName: "kafka"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p, err := Wrap(cl, ControlTopic(ctl), Topics("orders"))
+	if err != nil {
+		t.Fatalf("Wrap of a TLS client: %v", err)
+	}
+	p.Close()
 }

@@ -2,18 +2,16 @@ package producer
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl"
 
+	"github.com/floodgate-kafka/floodgate/internal/kconn"
 	"github.com/floodgate-kafka/floodgate/lagmonitor"
 )
 
@@ -33,6 +31,7 @@ type Producer struct {
 	log      kgo.Logger
 	hooks    hooks
 	defTopic string
+	holder   KeyHolder            // the Deferrer, if it holds keys
 	follow   map[string]*followed // read-only after construction
 	followed []*followed          // the same, in the order of cfg.topics
 
@@ -136,6 +135,7 @@ func build(cl *kgo.Client, own bool, c cfg) (*Producer, error) {
 		startDone: make(chan struct{}),
 		quit:      make(chan struct{}),
 	}
+	p.holder, _ = c.deferrer.(KeyHolder)
 	p.log, _ = cl.OptValue(kgo.WithLogger).(kgo.Logger)
 	p.defTopic, _ = cl.OptValue(kgo.DefaultProduceTopic).(string)
 	p.ctl = &ctlConfig{
@@ -162,7 +162,7 @@ func build(cl *kgo.Client, own bool, c cfg) (*Producer, error) {
 		p.follow[t] = f
 		p.followed = append(p.followed, f)
 	}
-	r, err := lagmonitor.NewReader(seedsOf(cl), c.control, c.topics, p.readerOpts()...)
+	r, err := lagmonitor.NewReader(kconn.Seeds(cl), c.control, c.topics, p.readerOpts()...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the control-topic reader: %w", ErrInvalidConfig, err)
 	}
@@ -174,32 +174,11 @@ func build(cl *kgo.Client, own bool, c cfg) (*Producer, error) {
 	return p, nil
 }
 
-// seedsOf returns the client's seed brokers.
-func seedsOf(cl *kgo.Client) []string {
-	seeds, _ := cl.OptValue(kgo.SeedBrokers).([]string)
-	return seeds
-}
-
 // readerOpts returns the options of the control-topic reader: a
 // connection like the client's, the caller's ReaderOpts, then the
 // producer's own.
 func (p *Producer) readerOpts() []lagmonitor.ReaderOpt {
-	var kopts []kgo.Opt
-	if d, _ := p.cl.OptValue(kgo.Dialer).(func(context.Context, string, string) (net.Conn, error)); d != nil {
-		kopts = append(kopts, kgo.Dialer(d))
-	}
-	if tc, _ := p.cl.OptValue(kgo.DialTLSConfig).(*tls.Config); tc != nil {
-		kopts = append(kopts, kgo.DialTLSConfig(tc.Clone()))
-	}
-	if ms, _ := p.cl.OptValue(kgo.SASL).([]sasl.Mechanism); len(ms) > 0 {
-		kopts = append(kopts, kgo.SASL(ms...))
-	}
-	if id, _ := p.cl.OptValue(kgo.ClientID).(string); id != "" {
-		kopts = append(kopts, kgo.ClientID(id))
-	}
-	if p.log != nil {
-		kopts = append(kopts, kgo.WithLogger(p.log))
-	}
+	kopts := kconn.Opts(p.cl)
 	opts := []lagmonitor.ReaderOpt{lagmonitor.ReadKgoOpts(kopts...)}
 	opts = append(opts, p.cfg.readerOpts...)
 	opts = append(opts,
