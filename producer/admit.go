@@ -7,6 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
+
+	"github.com/floodgate-kafka/floodgate/priority"
 )
 
 // admit decides r's fate, waiting for its class's rate until capAt at
@@ -42,6 +44,12 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 		cnt.throttled.Add(1)
 		p.emit(d)
 		return f, rank, d, &RefusedError{Kind: ErrThrottled, Decision: d, RetryAfter: d.RetryAfter, Err: err}
+	}
+
+	if p.holder != nil && r.Key != nil && p.holder.Holds(f.topic, r.Key) {
+		if d, held := p.holdKey(f, class, rank); held {
+			return f, rank, d, nil
+		}
 	}
 
 	began := time.Now() // waits are real, whatever the clock
@@ -157,6 +165,33 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 		}
 		cancelReservation(res, p.cfg.now(), timer)
 	}
+}
+
+// holdKey decides a record whose key the [KeyHolder] holds: deferred
+// (held true) unless the policy refuses its class now or the class is in
+// shadow mode; then the record takes the usual path.
+func (p *Producer) holdKey(f *followed, class priority.Class, rank int) (Decision, bool) {
+	now := p.cfg.now()
+	f.mu.Lock()
+	lc := p.refreshLocked(f, now, false)
+	if f.ctl.tick(now) {
+		f.broadcastLocked()
+	}
+	action, _ := f.ctl.decide(rank)
+	d := Decision{Time: now, Topic: f.topic, Class: class}
+	held := action == Admit || action == Limit
+	if held {
+		f.ctl.describe(&d, rank, action)
+	}
+	f.mu.Unlock()
+	p.levelChanged(lc)
+	if !held || p.cfg.shadow != nil && p.cfg.shadow(f.topic, class) {
+		return Decision{}, false
+	}
+	d.Outcome = OutcomeDeferred
+	d.Reason = "its key has deferred records not yet delivered (key-ordered lane); " + d.Reason
+	p.emit(d)
+	return d, true
 }
 
 // cancelReservation gives back a token not used, and stops the timer.

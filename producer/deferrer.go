@@ -29,3 +29,20 @@ import (
 type Deferrer interface {
 	Defer(ctx context.Context, r *kgo.Record, d Decision, promise func(*kgo.Record, error))
 }
+
+// KeyHolder is a [Deferrer] that keeps the records of a key in order
+// past its deferred ones (package producer/deferred's key-ordered lane).
+// Records admitted directly can overtake deferred records of the same
+// key: the deferred ones reach the topic only when the relay delivers
+// them. While Holds reports r's key as held (it has records deferred and
+// not yet delivered), a record the policy would admit or limit is
+// deferred too, at once and without waiting for a rate (deferring does
+// not load the topic); a record the policy refuses is refused as usual.
+// Records without a key, and records in shadow mode, are never held.
+//
+// Holds is called for every keyed record to a followed topic: it must be
+// fast and safe for concurrent use.
+type KeyHolder interface {
+	Deferrer
+	Holds(topic string, key []byte) bool
+}

@@ -153,6 +153,28 @@ func (p Policy) With(level lagmonitor.Level, class priority.Class, a Action) Pol
 	return p
 }
 
+// DeferringShed returns a copy of p in which classes (by default the
+// least important class of its order) are deferred wherever p sheds
+// them: with a deferred lane ([WithDeferrer]), that work is parked and
+// delivered later instead of being dropped. A class the order does not
+// list makes the copy invalid, as in [Policy.With].
+func (p Policy) DeferringShed(classes ...priority.Class) Policy {
+	if len(classes) == 0 {
+		if cs := p.order.Classes(); len(cs) > 0 {
+			classes = cs[len(cs)-1:]
+		}
+	}
+	for _, c := range classes {
+		for _, l := range levels {
+			if rank, ok := p.order.Rank(c); ok && p.cells[l] != nil && p.cells[l][rank] != Shed {
+				continue
+			}
+			p = p.With(l, c, Defer)
+		}
+	}
+	return p
+}
+
 // Action returns the cell for level and class. A level above critical
 // reads as critical, one below ok as ok; a class the order does not list
 // reads as its least important class (as [priority.Order.MoreImportant]

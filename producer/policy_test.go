@@ -124,3 +124,26 @@ func TestPolicyWithAndValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestDeferringShed: the least important class (or the classes named) is
+// deferred exactly where the table shed it; an unknown class is an error.
+func TestDeferringShed(t *testing.T) {
+	p := DefaultPolicy(priority.Default).DeferringShed()
+	for _, l := range []lagmonitor.Level{lagmonitor.LevelOK, lagmonitor.LevelElevated, lagmonitor.LevelHigh, lagmonitor.LevelCritical} {
+		for _, c := range priority.Default.Classes() {
+			want := DefaultPolicy(priority.Default).Action(l, c)
+			if want == Shed && c == priority.Bulk {
+				want = Defer
+			}
+			if got := p.Action(l, c); got != want {
+				t.Errorf("[%s][%s] = %s, want %s", l, c, got, want)
+			}
+		}
+	}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := DefaultPolicy(priority.Default).DeferringShed("nope").Validate(); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("unknown class: %v", err)
+	}
+}
