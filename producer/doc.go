@@ -202,8 +202,18 @@
 // A [Defer] cell hands a record to the [Deferrer] set by [WithDeferrer],
 // to be delivered later, instead of shedding it; a [Shed] cell sheds it
 // whether or not a Deferrer is set, and a policy with a Defer cell needs
-// one. This package only calls the Deferrer: the deferred topic and its
-// relay live elsewhere.
+// one ([Policy.DeferringShed] turns the shed cells of the least important
+// class into Defer cells). Package producer/deferred is the lane: its
+// Lane parks the records on a deferred topic per destination, and its
+// Relay produces them to their destination, at least once, once the
+// destination's level is back to ok. A deferred record's promise gets nil
+// once it is durably parked.
+//
+// Records admitted directly can overtake deferred records of the same
+// key, which reach the topic only when the relay delivers them. A
+// Deferrer that is also a [KeyHolder] (a key-ordered lane) prevents it:
+// while a key has deferred records not yet delivered, the key's later
+// records are deferred behind them.
 //
 // # Concurrency
 //

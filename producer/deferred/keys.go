@@ -1,0 +1,131 @@
+package deferred
+
+import "sync"
+
+// keys tracks, per destination topic, the keys that have deferred
+// records the relay has not yet delivered: a key is held from the moment
+// a record of it is handed to the lane (its produce to the deferred
+// topic in flight) until the relay's group has committed past the last
+// deferred record of it that is known (its own, acknowledged, and those
+// the follower reads, which other producers deferred).
+type keys struct {
+	mu        sync.Mutex
+	byTopic   map[string]map[string]*keyEntry // destination → key → entry
+	committed map[string]map[int32]int64      // deferred topic → partition → the relay's committed offset
+	held      int                             // entries, for Stats
+}
+
+// keyEntry is one held key.
+type keyEntry struct {
+	inflight int   // records of the key handed to the lane, not yet acknowledged
+	part     int32 // the deferred partition of its last known record
+	last     int64 // that record's offset; -1 while none is known
+}
+
+func newKeys() *keys {
+	return &keys{byTopic: make(map[string]map[string]*keyEntry), committed: make(map[string]map[int32]int64)}
+}
+
+// holds reports whether key of topic is held.
+func (k *keys) holds(topic string, key []byte) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.byTopic[topic][string(key)] != nil
+}
+
+// entry returns the entry of key, made if need be. k.mu is held.
+func (k *keys) entry(topic string, key []byte) *keyEntry {
+	m := k.byTopic[topic]
+	if m == nil {
+		m = make(map[string]*keyEntry)
+		k.byTopic[topic] = m
+	}
+	e := m[string(key)]
+	if e == nil {
+		e = &keyEntry{last: -1}
+		m[string(key)] = e
+		k.held++
+	}
+	return e
+}
+
+// handing holds key while a record of it is being deferred.
+func (k *keys) handing(topic string, key []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.entry(topic, key).inflight++
+}
+
+// handed records the outcome of handing: deferred at (part, off) on
+// deferredTopic, or not (ok false).
+func (k *keys) handed(topic, deferredTopic string, key []byte, part int32, off int64, ok bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e := k.entry(topic, key)
+	e.inflight--
+	if ok {
+		e.see(part, off)
+	}
+	k.pruneLocked(topic, deferredTopic, key, e)
+}
+
+// seen records a deferred record of key that the follower read.
+func (k *keys) seen(topic, deferredTopic string, key []byte, part int32, off int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.committed[deferredTopic][part]; ok && off < c {
+		return // delivered already: nothing to hold
+	}
+	e := k.entry(topic, key)
+	e.see(part, off)
+	k.pruneLocked(topic, deferredTopic, key, e)
+}
+
+func (e *keyEntry) see(part int32, off int64) {
+	if e.last < 0 || part != e.part || off > e.last {
+		e.part, e.last = part, off
+	}
+}
+
+// pruneLocked drops e if nothing of its key is in flight and the relay
+// committed past its last record (or none is known and none in flight).
+func (k *keys) pruneLocked(topic, deferredTopic string, key []byte, e *keyEntry) {
+	if e.inflight > 0 {
+		return
+	}
+	if e.last >= 0 {
+		c, ok := k.committed[deferredTopic][e.part]
+		if !ok || c <= e.last {
+			return
+		}
+	}
+	delete(k.byTopic[topic], string(key))
+	k.held--
+}
+
+// setCommitted records the relay group's committed offsets of
+// deferredTopic (the destination's) and releases the keys they pass.
+func (k *keys) setCommitted(topic, deferredTopic string, offsets map[int32]int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c := k.committed[deferredTopic]
+	if c == nil {
+		c = make(map[int32]int64)
+		k.committed[deferredTopic] = c
+	}
+	for p, o := range offsets {
+		if o > c[p] {
+			c[p] = o
+		}
+	}
+	for key, e := range k.byTopic[topic] {
+		k.pruneLocked(topic, deferredTopic, []byte(key), e)
+	}
+}
+
+// count returns the keys held.
+func (k *keys) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.held
+}

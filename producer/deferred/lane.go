@@ -1,0 +1,528 @@
+package deferred
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floodgate-kafka/floodgate/internal/kconn"
+	"github.com/floodgate-kafka/floodgate/producer"
+)
+
+// Defaults.
+const (
+	DefaultSuffix       = ".deferred"
+	DefaultGroup        = "floodgate-deferred-relay"
+	DefaultStartTimeout = 10 * time.Second
+	DefaultPollInterval = 500 * time.Millisecond
+)
+
+// Sentinel errors.
+var (
+	// ErrInvalidConfig is wrapped by every configuration error; the
+	// message names the field.
+	ErrInvalidConfig = errors.New("deferred: invalid config")
+	// ErrNotStarted: a key-ordered lane defers nothing before Start.
+	ErrNotStarted = errors.New("deferred: lane not started")
+	// ErrClosed: the lane or relay is closed.
+	ErrClosed = errors.New("deferred: closed")
+)
+
+func configErr(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+}
+
+// Config configures a [Lane].
+type Config struct {
+	// Topics are the destination topics the lane defers records of
+	// (required): the producer's followed topics whose policy defers.
+	Topics []string
+	// Suffix names a destination's deferred topic: destination + Suffix
+	// (default ".deferred"). The relay must use the same.
+	Suffix string
+	// KeyOrdered holds the keys that have deferred records: while the
+	// relay has not delivered every deferred record of a key, the
+	// producer defers that key's later records too, instead of letting
+	// them overtake (see the package documentation, "Ordering"). It
+	// costs a follower of the deferred topics and a read of the relay
+	// group's committed offsets every PollInterval.
+	KeyOrdered bool
+	// Group is the relay's consumer group (default DefaultGroup): a
+	// key-ordered lane reads its committed offsets to know what the relay
+	// has delivered.
+	Group string
+	// StartTimeout bounds Start's read of what the deferred topics hold
+	// (key-ordered lanes; default 10s).
+	StartTimeout time.Duration
+	// PollInterval is how often a key-ordered lane reads the relay
+	// group's committed offsets (default 500ms).
+	PollInterval time.Duration
+	// Partitions and ReplicationFactor are those of the deferred topics
+	// Start creates when missing: by default the destination's partition
+	// count and the broker's default replication factor (-1).
+	Partitions        int32
+	ReplicationFactor int16
+	// TopicConfigs are the configs of the deferred topics Start creates
+	// (for example retention.ms: a deferred record that expires before
+	// the relay delivers it is lost, and the relay reports it).
+	TopicConfigs map[string]string
+	// Now is the lane's clock (default time.Now), for the deferral time.
+	Now func() time.Time
+}
+
+func (c *Config) validate() error {
+	if len(c.Topics) == 0 {
+		return configErr("Topics", "at least one destination topic is required")
+	}
+	for _, t := range c.Topics {
+		if !legalTopic(t) {
+			return configErr("Topics", "%q is not a legal topic name", t)
+		}
+	}
+	if c.Suffix == "" {
+		c.Suffix = DefaultSuffix
+	}
+	for _, t := range c.Topics {
+		if !legalTopic(t + c.Suffix) {
+			return configErr("Suffix", "%q makes %q, not a legal topic name", c.Suffix, t+c.Suffix)
+		}
+		if slices.Contains(c.Topics, t+c.Suffix) {
+			return configErr("Suffix", "the deferred topic of %q is %q, itself a destination", t, t+c.Suffix)
+		}
+	}
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	switch {
+	case c.StartTimeout < 0:
+		return configErr("StartTimeout", "%v is negative", c.StartTimeout)
+	case c.StartTimeout == 0:
+		c.StartTimeout = DefaultStartTimeout
+	}
+	switch {
+	case c.PollInterval < 0:
+		return configErr("PollInterval", "%v is negative", c.PollInterval)
+	case c.PollInterval == 0:
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.Partitions < 0 {
+		return configErr("Partitions", "%d is negative", c.Partitions)
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.ReplicationFactor < -1 {
+		return configErr("ReplicationFactor", "%d: -1 (the broker's default) or at least 1", c.ReplicationFactor)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// legalTopic reports whether name is a legal Kafka topic name.
+func legalTopic(name string) bool {
+	if name == "" || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Lane is a deferred lane's producing side: the [producer.Deferrer] (and,
+// key-ordered, [producer.KeyHolder]) that parks the records a producer
+// defers on their destination's deferred topic. A [Relay] delivers them.
+type Lane struct {
+	cl   *kgo.Client
+	cfg  Config
+	dest map[string]string // destination → deferred topic
+	keys *keys             // key-ordered lanes only
+
+	state   atomic.Int32 // 0 new, 1 started, 2 closed
+	mu      sync.Mutex
+	follow  *kgo.Client // key-ordered: follows the deferred topics
+	cancel  context.CancelFunc
+	loops   sync.WaitGroup
+	startCh chan struct{}
+
+	deferred, failed, followErrs atomic.Uint64
+	lastErr                      atomic.Pointer[error]
+}
+
+// NewLane returns a lane that produces deferred records through cl (the
+// producer's client: [producer.Producer.Client]). It does no I/O until
+// Start.
+func NewLane(cl *kgo.Client, cfg Config) (*Lane, error) {
+	if cl == nil {
+		return nil, configErr("client", "is nil")
+	}
+	cfg.Topics = slices.Clone(cfg.Topics)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	l := &Lane{cl: cl, cfg: cfg, dest: make(map[string]string), startCh: make(chan struct{})}
+	for _, t := range cfg.Topics {
+		l.dest[t] = t + cfg.Suffix
+	}
+	if cfg.KeyOrdered {
+		l.keys = newKeys()
+	}
+	return l, nil
+}
+
+// DeferredTopic returns the deferred topic of destination topic.
+func (l *Lane) DeferredTopic(topic string) string { return topic + l.cfg.Suffix }
+
+// Start creates the deferred topics that are missing (with the
+// destination's partition count, or Config.Partitions), and, for a
+// key-ordered lane, reads what the deferred topics hold beyond the
+// relay's committed offsets, within StartTimeout, so that keys deferred
+// before a restart (or by other producers) stay held; then it follows
+// them. Call it before the producer's Start. A key-ordered lane holds no
+// key before Start returns.
+func (l *Lane) Start(ctx context.Context) error {
+	if !l.state.CompareAndSwap(0, 1) {
+		return fmt.Errorf("%w (or started already)", ErrClosed)
+	}
+	if err := l.ensureTopics(ctx); err != nil {
+		return err
+	}
+	if l.keys == nil {
+		return nil
+	}
+	return l.startFollowing(ctx)
+}
+
+// ensureTopics creates the missing deferred topics.
+func (l *Lane) ensureTopics(ctx context.Context) error {
+	adm := kadm.NewClient(l.cl)
+	var all []string
+	for _, t := range l.cfg.Topics {
+		all = append(all, t, l.dest[t])
+	}
+	md, err := adm.ListTopics(ctx, all...)
+	if err != nil {
+		return fmt.Errorf("deferred: listing the destination and deferred topics: %w", err)
+	}
+	configs := make(map[string]*string, len(l.cfg.TopicConfigs))
+	for k, v := range l.cfg.TopicConfigs {
+		configs[k] = kadm.StringPtr(v)
+	}
+	for _, t := range l.cfg.Topics {
+		dt := l.dest[t]
+		if d, ok := md[dt]; ok && d.Err == nil {
+			continue
+		}
+		n := l.cfg.Partitions
+		if n == 0 {
+			d, ok := md[t]
+			if !ok || d.Err != nil {
+				return fmt.Errorf("deferred: destination topic %q not found, so its deferred topic %q cannot take its partition count (set Config.Partitions, or create %q)", t, dt, dt)
+			}
+			n = int32(len(d.Partitions))
+		}
+		resp, err := adm.CreateTopic(ctx, n, l.cfg.ReplicationFactor, configs, dt)
+		if err == nil {
+			err = resp.Err
+		}
+		switch {
+		case err == nil, errors.Is(err, kerr.TopicAlreadyExists):
+			if err := awaitTopic(ctx, l.cl, dt); err != nil {
+				return err
+			}
+		case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
+			return fmt.Errorf("deferred: creating deferred topic %q needs CREATE on it (or create it beforehand): %w", dt, err)
+		default:
+			return fmt.Errorf("deferred: creating deferred topic %q: %w", dt, err)
+		}
+	}
+	return nil
+}
+
+// awaitTopic waits until the metadata shows topic with a leader for
+// each partition: a topic just created takes a moment to be served. It
+// asks the brokers directly (kgo.Client.Request): kadm's metadata is
+// cached, and the cache remembers the topic as missing for a while.
+func awaitTopic(ctx context.Context, cl *kgo.Client, topic string) error {
+	for {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil && len(resp.Topics) == 1 && resp.Topics[0].ErrorCode == 0 && len(resp.Topics[0].Partitions) > 0 {
+			ready := true
+			for _, p := range resp.Topics[0].Partitions {
+				ready = ready && p.ErrorCode == 0 && p.Leader >= 0
+			}
+			if ready {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("deferred: waiting for the new deferred topic %q to be served: %w", topic, context.Cause(ctx))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops following the deferred topics. Records being deferred
+// still get their promises, from the client (flush or close it after).
+func (l *Lane) Close() {
+	if l.state.Swap(2) == 2 {
+		return
+	}
+	l.mu.Lock()
+	cancel, follow := l.cancel, l.follow
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	l.loops.Wait()
+	if follow != nil {
+		follow.Close()
+	}
+}
+
+// Defer produces a copy of r to its destination's deferred topic: the
+// same key, value and headers, plus the deferred headers (destination,
+// time, class, level, the deciding signal), with no timestamp of its own
+// (the record's, if it had one, is kept in [HeaderTimestamp]); promise
+// gets r with nil once the copy is acknowledged, or with the error. A
+// record to a topic the lane does not serve fails at once.
+func (l *Lane) Defer(ctx context.Context, r *kgo.Record, d producer.Decision, promise func(*kgo.Record, error)) {
+	dt, ok := l.dest[d.Topic]
+	switch {
+	case l.state.Load() == 2:
+		promise(r, ErrClosed)
+		return
+	case !ok:
+		promise(r, fmt.Errorf("deferred: the lane does not serve topic %q (Config.Topics)", d.Topic))
+		return
+	case l.keys != nil && l.state.Load() == 0:
+		promise(r, ErrNotStarted)
+		return
+	}
+	out := &kgo.Record{
+		Topic:   dt,
+		Key:     r.Key,
+		Value:   r.Value,
+		Headers: metaOf(d, r, l.cfg.Now()).encode(Strip(r.Headers)),
+	}
+	if l.keys != nil && r.Key != nil {
+		l.keys.handing(d.Topic, r.Key)
+	}
+	l.cl.Produce(ctx, out, func(out *kgo.Record, err error) {
+		if l.keys != nil && r.Key != nil {
+			l.keys.handed(d.Topic, dt, r.Key, out.Partition, out.Offset, err == nil)
+		}
+		if err != nil {
+			l.failed.Add(1)
+			err = fmt.Errorf("deferred: producing to %q: %w", dt, err)
+			l.lastErr.Store(&err)
+		} else {
+			l.deferred.Add(1)
+		}
+		promise(r, err)
+	})
+}
+
+// Holds reports whether a key-ordered lane holds key of topic: records of
+// it are deferred and not yet delivered. It is false for a lane that is
+// not key-ordered.
+func (l *Lane) Holds(topic string, key []byte) bool {
+	return l.keys != nil && l.keys.holds(topic, key)
+}
+
+// LaneStats is a snapshot of a lane's counters.
+type LaneStats struct {
+	Deferred uint64 // records parked on a deferred topic
+	Failed   uint64 // records that could not be (the producer sheds them)
+	LastErr  error  // the last failure, nil if none
+	// HeldKeys is the number of keys a key-ordered lane holds now.
+	HeldKeys int
+	// FollowErrors counts failures to follow the deferred topics or to
+	// read the relay's committed offsets (key-ordered lanes).
+	FollowErrors uint64
+}
+
+// Stats returns the lane's counters.
+func (l *Lane) Stats() LaneStats {
+	s := LaneStats{Deferred: l.deferred.Load(), Failed: l.failed.Load(), FollowErrors: l.followErrs.Load()}
+	if e := l.lastErr.Load(); e != nil {
+		s.LastErr = *e
+	}
+	if l.keys != nil {
+		s.HeldKeys = l.keys.count()
+	}
+	return s
+}
+
+// startFollowing reads the relay's committed offsets, follows the
+// deferred topics from them, and waits (within StartTimeout) until the
+// follower has read up to the end offsets found now.
+func (l *Lane) startFollowing(ctx context.Context) error {
+	adm := kadm.NewClient(l.cl)
+	deferredTopics := make([]string, 0, len(l.dest))
+	for _, t := range l.cfg.Topics {
+		deferredTopics = append(deferredTopics, l.dest[t])
+	}
+	sctx, cancel := context.WithTimeout(ctx, l.cfg.StartTimeout)
+	defer cancel()
+	committed, err := l.readCommitted(sctx, adm)
+	if err != nil {
+		return fmt.Errorf("deferred: reading the relay group %q's committed offsets: %w", l.cfg.Group, err)
+	}
+	ends, err := adm.ListEndOffsets(sctx, deferredTopics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("deferred: listing the deferred topics' end offsets: %w", err)
+	}
+	from := make(map[string]map[int32]kgo.Offset)
+	want := make(map[string]map[int32]int64) // what the follower must reach
+	ends.Each(func(o kadm.ListedOffset) {
+		start := committed[o.Topic][o.Partition]
+		if from[o.Topic] == nil {
+			from[o.Topic], want[o.Topic] = make(map[int32]kgo.Offset), make(map[int32]int64)
+		}
+		from[o.Topic][o.Partition] = kgo.NewOffset().At(start)
+		if o.Offset > start {
+			want[o.Topic][o.Partition] = o.Offset
+		}
+	})
+	opts := append(kconn.Opts(l.cl), kgo.SeedBrokers(kconn.Seeds(l.cl)...), kgo.ConsumePartitions(from),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	follow, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("deferred: the follower's client: %w", err)
+	}
+	lctx, lcancel := context.WithCancel(context.Background())
+	l.mu.Lock()
+	if l.state.Load() == 2 {
+		l.mu.Unlock()
+		lcancel()
+		follow.Close()
+		return ErrClosed
+	}
+	l.follow, l.cancel = follow, lcancel
+	l.loops.Add(2)
+	l.mu.Unlock()
+	reached := make(chan struct{})
+	go l.followLoop(lctx, follow, want, reached)
+	go l.pollLoop(lctx, adm)
+	select {
+	case <-reached:
+		return nil
+	case <-sctx.Done():
+		return fmt.Errorf("deferred: reading the deferred topics up to their end offsets: %w (keys deferred before may be overtaken)", context.Cause(sctx))
+	}
+}
+
+// readCommitted returns the relay group's committed offsets of the
+// deferred topics (none for a group that never committed) and releases
+// the keys they pass.
+func (l *Lane) readCommitted(ctx context.Context, adm *kadm.Client) (map[string]map[int32]int64, error) {
+	resp, err := adm.FetchOffsets(ctx, l.cfg.Group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return nil, err
+	}
+	out := make(map[string]map[int32]int64)
+	for _, t := range l.cfg.Topics {
+		dt := l.dest[t]
+		offs := make(map[int32]int64)
+		for p, o := range resp[dt] {
+			if o.Err == nil && o.At >= 0 {
+				offs[p] = o.At
+			}
+		}
+		out[dt] = offs
+		l.keys.setCommitted(t, dt, offs)
+	}
+	return out, nil
+}
+
+// followLoop reads the deferred topics and holds the keys of what it
+// reads; it closes reached once every partition of want is read to its
+// offset there.
+func (l *Lane) followLoop(ctx context.Context, cl *kgo.Client, want map[string]map[int32]int64, reached chan struct{}) {
+	defer l.loops.Done()
+	src := make(map[string]string, len(l.dest)) // deferred topic → destination
+	for t, dt := range l.dest {
+		src[dt] = t
+	}
+	left := 0
+	for _, ps := range want {
+		left += len(ps)
+	}
+	if left == 0 {
+		close(reached)
+	}
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				l.followErrs.Add(1)
+				err = fmt.Errorf("deferred: following %s[%d]: %w", t, p, err)
+				l.lastErr.Store(&err)
+			}
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Key != nil {
+				l.keys.seen(src[r.Topic], r.Topic, r.Key, r.Partition, r.Offset)
+			}
+			if w, ok := want[r.Topic][r.Partition]; ok && r.Offset+1 >= w {
+				delete(want[r.Topic], r.Partition)
+				if left--; left == 0 {
+					close(reached)
+				}
+			}
+		})
+	}
+}
+
+// pollLoop reads the relay's committed offsets every PollInterval while
+// keys are held, releasing those it passes.
+func (l *Lane) pollLoop(ctx context.Context, adm *kadm.Client) {
+	defer l.loops.Done()
+	tick := time.NewTicker(l.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if l.keys.count() == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := l.readCommitted(rctx, adm)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			l.followErrs.Add(1)
+			err = fmt.Errorf("deferred: reading the relay group %q's committed offsets: %w", l.cfg.Group, err)
+			l.lastErr.Store(&err)
+		}
+	}
+}
+
+var _ producer.KeyHolder = (*Lane)(nil)

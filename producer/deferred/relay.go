@@ -1,0 +1,327 @@
+package deferred
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+
+	"github.com/floodgate-kafka/floodgate/consumer"
+	"github.com/floodgate-kafka/floodgate/lagmonitor"
+	"github.com/floodgate-kafka/floodgate/partition"
+)
+
+// Relay defaults.
+const (
+	DefaultRate           = 1000.0
+	DefaultSuggestedShare = 0.5
+	// gateInterval is how often the relay reapplies its pauses (to
+	// partitions newly assigned) and checks signal expiry.
+	gateInterval = 500 * time.Millisecond
+)
+
+// RelayConfig configures a [Relay].
+type RelayConfig struct {
+	// Brokers are the seed brokers (required); KgoOpts are more options
+	// of the relay's client (TLS, SASL...), which consumes the deferred
+	// topics in Group and produces to the destinations.
+	Brokers []string
+	KgoOpts []kgo.Opt
+	// ControlTopic is the control topic the destinations' monitors
+	// publish on (required): the relay delivers a destination's records
+	// only while its level is ok.
+	ControlTopic string
+	// Topics are the destination topics (required); Suffix and Group as
+	// in [Config] (the lanes' and the relay's must agree).
+	Topics []string
+	Suffix string
+	Group  string
+	// Rate caps the records per second the relay produces to each
+	// destination (default 1000).
+	Rate float64
+	// SuggestedShare is the share of a destination's suggested rate the
+	// relay takes when its ok signal suggests one (default 0.5): the
+	// relay works in the room the consumers report, below Rate.
+	SuggestedShare float64
+	// Verifier authenticates the signals ([lagmonitor.Verifier]); nil
+	// accepts unsigned ones.
+	Verifier *lagmonitor.Verifier
+	// ConsumerOpts are more options of the relay's consumer runtime, for
+	// example consumer.WithRouter to quarantine records that cannot be
+	// produced to their destination, or consumer.WithHooks.
+	ConsumerOpts []consumer.Opt
+}
+
+func (c *RelayConfig) validate() error {
+	if len(c.Brokers) == 0 {
+		return configErr("Brokers", "at least one seed broker is required")
+	}
+	if !legalTopic(c.ControlTopic) {
+		return configErr("ControlTopic", "%q is not a legal topic name", c.ControlTopic)
+	}
+	lc := Config{Topics: c.Topics, Suffix: c.Suffix, Group: c.Group}
+	if err := lc.validate(); err != nil {
+		return err
+	}
+	c.Suffix, c.Group = lc.Suffix, lc.Group
+	switch {
+	case c.Rate < 0:
+		return configErr("Rate", "%v is negative", c.Rate)
+	case c.Rate == 0:
+		c.Rate = DefaultRate
+	}
+	switch {
+	case c.SuggestedShare < 0 || c.SuggestedShare > 1:
+		return configErr("SuggestedShare", "%v is outside [0, 1]", c.SuggestedShare)
+	case c.SuggestedShare == 0:
+		c.SuggestedShare = DefaultSuggestedShare
+	}
+	return nil
+}
+
+// Relay delivers deferred records: it consumes the deferred topics in
+// its group (a floodgate consumer runtime: bounded, committed after
+// the work is done) and produces each record to its destination, with
+// the deferred headers stripped and a fresh timestamp, once the
+// destination's level is back to ok (no live signal counts as ok, as for
+// producers), within its rate; its offset is committed only after the
+// destination acknowledged it: at least once, in each deferred
+// partition's order. Run as many relays in a group as there are deferred
+// partitions to share.
+type Relay struct {
+	cfg    RelayConfig
+	rt     *consumer.Runtime
+	reader *lagmonitor.Reader
+	dest   map[string]string // deferred topic → destination
+	lims   map[string]*rate.Limiter
+
+	relayed, malformed, produceErrs atomic.Uint64
+	waiting                         atomic.Int64
+	mu                              sync.Mutex
+	paused                          map[string]bool // destination → its deferred partitions are paused
+	lastErr                         error
+	ran                             atomic.Bool
+}
+
+// NewRelay builds a relay (its client, its consumer runtime, its reader
+// of the control topic). It does no I/O until Run.
+func NewRelay(cfg RelayConfig) (*Relay, error) {
+	cfg.Topics = slices.Clone(cfg.Topics)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	r := &Relay{cfg: cfg, dest: make(map[string]string), lims: make(map[string]*rate.Limiter), paused: make(map[string]bool)}
+	var deferredTopics []string
+	for _, t := range cfg.Topics {
+		r.dest[t+cfg.Suffix] = t
+		deferredTopics = append(deferredTopics, t+cfg.Suffix)
+		r.lims[t] = rate.NewLimiter(rate.Limit(cfg.Rate), burstOf(cfg.Rate))
+	}
+	opts := []consumer.Opt{consumer.Brokers(cfg.Brokers...), consumer.Group(cfg.Group), consumer.Topics(deferredTopics...),
+		consumer.KgoOpts(cfg.KgoOpts...), consumer.WithOrdering(consumer.OrderPartition)}
+	rt, err := consumer.New(r.handle, append(opts, cfg.ConsumerOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("deferred: the relay's consumer: %w", err)
+	}
+	ropts := []lagmonitor.ReaderOpt{lagmonitor.ReadKgoOpts(cfg.KgoOpts...)}
+	if cfg.Verifier != nil {
+		ropts = append(ropts, lagmonitor.ReadVerifier(cfg.Verifier))
+	}
+	reader, err := lagmonitor.NewReader(cfg.Brokers, cfg.ControlTopic, cfg.Topics, ropts...)
+	if err != nil {
+		_ = rt.Close()
+		return nil, fmt.Errorf("deferred: the relay's control-topic reader: %w", err)
+	}
+	r.rt, r.reader = rt, reader
+	return r, nil
+}
+
+// burstOf is a limiter's burst for rate: 100ms of it, at least 1.
+func burstOf(r float64) int { return max(1, int(r/10)) }
+
+// Runtime returns the relay's consumer runtime (its Stats, its client).
+func (r *Relay) Runtime() *consumer.Runtime { return r.rt }
+
+// Run reads the control topic to its end (within the reader's startup
+// bound: a relay that cannot read it delivers, as producers admit), then
+// relays until ctx ends or the runtime fails; it stops the runtime
+// (which commits what was delivered) and returns nil on ctx's end, else
+// the runtime's error. Run may be called once.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.ran.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: Run called twice", ErrClosed)
+	}
+	defer r.reader.Close()
+	if err := r.reader.Start(ctx); err != nil && ctx.Err() == nil {
+		r.setErr(fmt.Errorf("deferred: relaying without the control topic read to its end: %w", err))
+	}
+	gctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.gateLoop(gctx) }()
+	err := r.rt.Run(ctx)
+	stop()
+	wg.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// open reports whether dest takes relayed records now, and sets its
+// limiter's rate.
+func (r *Relay) open(dest string) bool {
+	p := r.reader.Pressure(dest, time.Now())
+	if p.Level != lagmonitor.LevelOK {
+		return false
+	}
+	lim := r.cfg.Rate
+	if p.Rate > 0 {
+		lim = min(lim, r.cfg.SuggestedShare*p.Rate)
+	}
+	if l := r.lims[dest]; float64(l.Limit()) != lim {
+		l.SetLimit(rate.Limit(lim))
+		l.SetBurst(burstOf(lim))
+	}
+	return true
+}
+
+// gateLoop pauses the deferred partitions of the destinations under
+// pressure, so that the relay fetches nothing it cannot deliver, and
+// resumes them at ok. The handler checks again: the pause only saves
+// fetching.
+func (r *Relay) gateLoop(ctx context.Context) {
+	tick := time.NewTicker(gateInterval)
+	defer tick.Stop()
+	for {
+		changed := r.reader.Changed()
+		assigned := r.rt.Assigned()
+		for dt, dest := range r.dest {
+			ps := assigned[dt]
+			if len(ps) == 0 {
+				continue
+			}
+			tps := map[string][]int32{dt: ps}
+			if r.open(dest) {
+				r.rt.Resume(partition.Lag, tps)
+				r.setPaused(dest, false)
+			} else {
+				r.rt.Pause(partition.Lag, tps)
+				r.setPaused(dest, true)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *Relay) setPaused(dest string, p bool) {
+	r.mu.Lock()
+	r.paused[dest] = p
+	r.mu.Unlock()
+}
+
+func (r *Relay) setErr(err error) {
+	r.mu.Lock()
+	r.lastErr = err
+	r.mu.Unlock()
+}
+
+// handle delivers one deferred record.
+func (r *Relay) handle(ctx context.Context, rec *kgo.Record) error {
+	dest, ok := r.dest[rec.Topic]
+	if !ok {
+		return fmt.Errorf("deferred: record of %s, not a deferred topic of this relay", rec.Topic)
+	}
+	if m, ok, err := Decode(rec); err != nil {
+		r.malformed.Add(1)
+		r.setErr(fmt.Errorf("deferred: %s[%d]@%d: %w (relayed to %s all the same)", rec.Topic, rec.Partition, rec.Offset, err, dest))
+	} else if ok && m.Topic != "" && m.Topic != dest {
+		r.malformed.Add(1)
+		r.setErr(fmt.Errorf("deferred: %s[%d]@%d names destination %q; relayed to %s, the topic's own", rec.Topic, rec.Partition, rec.Offset, m.Topic, dest))
+	}
+	if !r.open(dest) {
+		r.waiting.Add(1)
+		err := r.awaitOpen(ctx, dest)
+		r.waiting.Add(-1)
+		if err != nil {
+			return err
+		}
+	}
+	if err := r.lims[dest].Wait(ctx); err != nil {
+		return err
+	}
+	out := &kgo.Record{Topic: dest, Key: rec.Key, Value: rec.Value, Headers: Strip(rec.Headers)}
+	if err := r.rt.Client().ProduceSync(ctx, out).FirstErr(); err != nil {
+		r.produceErrs.Add(1)
+		err = fmt.Errorf("deferred: relaying %s[%d]@%d to %s: %w", rec.Topic, rec.Partition, rec.Offset, dest, err)
+		r.setErr(err)
+		return err
+	}
+	r.relayed.Add(1)
+	return nil
+}
+
+// awaitOpen waits until dest is open or ctx ends.
+func (r *Relay) awaitOpen(ctx context.Context, dest string) error {
+	tick := time.NewTicker(gateInterval) // signals expire without a change
+	defer tick.Stop()
+	for {
+		changed := r.reader.Changed()
+		if r.open(dest) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// RelayStats is a snapshot of a relay's counters.
+type RelayStats struct {
+	// Relayed counts records produced to their destination (and soon
+	// committed).
+	Relayed uint64
+	// Waiting is the records whose handler waits for their destination
+	// to be ok.
+	Waiting int64
+	// Paused lists the destinations whose deferred partitions are
+	// paused, under pressure.
+	Paused []string
+	// Malformed counts records with malformed deferred headers, or
+	// naming another destination than their topic's: they are relayed to
+	// their topic's destination all the same.
+	Malformed uint64
+	// ProduceErrors counts failed produces to a destination (retried).
+	ProduceErrors uint64
+	// LastErr is the last of these problems, nil if none.
+	LastErr error
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() RelayStats {
+	s := RelayStats{Relayed: r.relayed.Load(), Waiting: r.waiting.Load(), Malformed: r.malformed.Load(), ProduceErrors: r.produceErrs.Load()}
+	r.mu.Lock()
+	for d, p := range r.paused {
+		if p {
+			s.Paused = append(s.Paused, d)
+		}
+	}
+	s.LastErr = r.lastErr
+	r.mu.Unlock()
+	slices.Sort(s.Paused)
+	return s
+}
