@@ -22,6 +22,7 @@ type command struct {
 // commands lists the subcommands in the order usage shows them.
 var commands = []command{
 	{name: "demo", summary: "produce a burst into a slow consumer and watch the backpressure", run: demoCommand},
+	{name: "deferred", summary: "relay the deferred lane's records once the pressure has passed; its backlog", run: deferredCommand},
 	{name: "dlq", summary: "inspect and replay the quarantine lane (dead-letter topic)", run: dlqCommand},
 	{name: "lag", summary: "a consumer group's lag, offsets and time, seen from outside", run: lagCommand},
 	{name: "pressure", summary: "follow the pressure signals on the control topic", run: pressureCommand},
