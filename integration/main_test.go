@@ -17,7 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if runChild() || runMemberChild() {
+	if runChild() || runMemberChild() || runDeferredChild() {
 		return
 	}
 	code := m.Run()
