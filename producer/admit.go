@@ -54,6 +54,15 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 
 	began := time.Now() // waits are real, whatever the clock
 	shadow, shadowKnown := false, false
+	// held is the reservation a record woken by a change holds, on
+	// heldLim: it keeps it (its place in the queue) while its class
+	// stays limited by the same limiter, since giving it up would send
+	// the record to the back of the queue with less time left, and the
+	// token would be lost while records reserved after it.
+	var (
+		held    *rate.Reservation
+		heldLim *rate.Limiter
+	)
 	for first := true; ; first = false {
 		now := p.cfg.now()
 		f.mu.Lock()
@@ -81,11 +90,18 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 				}
 			case lim == nil:
 				delay = rate.InfDuration
+			case held != nil && heldLim == lim:
+				res = held
+				delay = res.DelayFrom(now)
 			default:
 				res = lim.ReserveN(now, 1)
 				delay = res.DelayFrom(now)
 			}
 		}
+		if held != nil && res != held {
+			held.CancelAt(now) // its class is no longer limited by that limiter
+		}
+		held, heldLim = nil, nil
 		d = Decision{Time: now, Topic: f.topic, Class: class, Shadow: shadow, Waited: time.Since(began)}
 		if !first || action != Admit && (action != Limit || delay > 0) {
 			f.ctl.describe(&d, rank, action) // only for a decision to report: it formats
@@ -149,8 +165,11 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 				cnt.admitted.Add(1)
 				return f, rank, d, nil
 			}
+			held, heldLim = res, lim // the signal expired, or the cap passed: decide again
 		case <-changed:
 			p.cnt.waiting.Add(-1)
+			timer.Stop()
+			held, heldLim = res, lim // kept, if its class stays limited by lim
 		case <-ctx.Done():
 			p.cnt.waiting.Add(-1)
 			d.Waited = time.Since(began)
@@ -163,7 +182,6 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 			cancelReservation(res, p.cfg.now(), timer)
 			return f, rank, d, fmt.Errorf("%w while the record waited for admission", ErrClosed)
 		}
-		cancelReservation(res, p.cfg.now(), timer)
 	}
 }
 

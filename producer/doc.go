@@ -118,8 +118,10 @@
 // decided again whenever the topic's state changes (a new signal, a
 // level change, an expiry, new rates): a record waiting at high is
 // admitted at once when the level drops to one that admits its class, or
-// when the signal goes away. A record whose class has no rate waits for
-// such a change until the cap. A refused record fails with a
+// when the signal goes away; while its class stays limited by the same
+// limiter (its rate may move), it keeps its token's reservation, and so
+// its place among the records waiting. A record whose class has no rate
+// waits for such a change until the cap. A refused record fails with a
 // [*RefusedError] that matches [ErrRefused] and its kind with errors.Is:
 //
 //	ErrThrottled   no token within the cap or the context (HTTP 429)

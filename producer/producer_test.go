@@ -765,3 +765,46 @@ func readLast(t *testing.T, brokers []string) *kgo.Record {
 	})
 	return &kgo.Record{Key: last.Key, Value: last.Value, Headers: slices.Clone(last.Headers)}
 }
+
+// TestWaitersKeepTheirPlace: records waiting for their class's tokens
+// are decided again at every change of the topic's state (here new
+// signals that change nothing they depend on; during a recovery ramp,
+// every step of another class's rate), and keep their reservations
+// through it: each is admitted when its token frees, within the cap,
+// rather than sent to the back of the queue, where the time it already
+// waited makes it miss the cap, and where the tokens of the reservations
+// given up are lost.
+func TestWaitersKeepTheirPlace(t *testing.T) {
+	e := newEnv(t)
+	pub := e.publisher(t, "billing-1")
+	// Normal is limited to 5/s (a burst of one), the cap 2s: five
+	// records wait 0.2s to 1s each.
+	p := start(t, e.brokers, MaxWait(2*time.Second), Measure(time.Hour, time.Second))
+	publish(t, pub, signal(lagmonitor.LevelHigh, 5))
+	waitLevel(t, p, lagmonitor.LevelHigh)
+	testkit.Eventually(t, 15*time.Second, "normal limited to 5/s", func() bool { return topicStats(p).Classes[rNormal].Rate == 5 })
+	if err := produce(t, p, testCtx(t), rec(priority.Normal)); err != nil { // the burst
+		t.Fatal(err)
+	}
+	const waiters = 5
+	errs := make(chan error, waiters)
+	for range waiters {
+		go p.Produce(context.Background(), rec(priority.Normal), func(_ *kgo.Record, err error) { errs <- err })
+	}
+	testkit.Eventually(t, 15*time.Second, "five records waiting", func() bool { return p.Stats().Waiting == waiters })
+	// Signals that change nothing the waiters depend on, each waking
+	// them.
+	for range 10 {
+		publish(t, pub, signal(lagmonitor.LevelHigh, 5))
+	}
+	for range waiters {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Errorf("a waiting record: %v, want admitted when its token frees (within its 2s cap)", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a waiting record got no answer within 30s")
+		}
+	}
+}
