@@ -3,7 +3,9 @@ package integration_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
@@ -264,4 +267,75 @@ func TestDeferredLaneSurvivesKills(t *testing.T) {
 	}
 	t.Logf("%d records deferred (promised) by 2 killed producers on %s; %d delivered by the first relay before its SIGKILL; all delivered, %d duplicates, %d more delivered that were in flight when a producer died",
 		len(want), deferredTopic, firstRelay, dups, extra)
+}
+
+// TestDeferTooLarge: on real Kafka, a record its deferred topic refuses
+// (larger than its max.message.bytes) is shed after all, its error naming
+// the cause, and counted; the lane goes on deferring.
+func TestDeferTooLarge(t *testing.T) {
+	c := integration.Shared(t)
+	if !c.Real() {
+		t.Skip("kfake does not enforce a topic's max.message.bytes")
+	}
+	s := newScenario(t, c, 1, 1)
+	control := s.topic + ".pressure"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...), kgo.RecordPartitioner(lagmonitor.Partitioner(control, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := lagmonitor.EnsureControlTopic(ctx, cl, control, 1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := lagmonitor.NewPublisher(cl, control, "svc-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, lagmonitor.Signal{Topic: s.topic, Group: "svc", Level: lagmonitor.LevelCritical, Reason: "test", TTL: 10 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	lane, err := deferred.NewLane(cl, deferred.Config{Topics: []string{s.topic}, TopicConfigs: map[string]string{"max.message.bytes": "2000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lane.Close()
+	if err := lane.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p, err := producer.Wrap(cl, producer.ControlTopic(control), producer.Topics(s.topic),
+		producer.WithPolicy(producer.DefaultPolicy(priority.Default).DeferringShed()), producer.WithDeferrer(lane))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, "the producer to see level critical", func() bool {
+		return p.Stats().Topics[0].Level == lagmonitor.LevelCritical
+	})
+	bulk := func(v string) *kgo.Record {
+		return &kgo.Record{Topic: s.topic, Value: []byte(v), Headers: []kgo.RecordHeader{{Key: priority.Header, Value: []byte(priority.Bulk)}}}
+	}
+	noise := make([]byte, 10_000) // incompressible: kgo compresses batches
+	for i := range noise {
+		noise[i] = byte(rand.Uint32())
+	}
+	err = p.ProduceSync(ctx, bulk(string(noise))).FirstErr()
+	var re *producer.RefusedError
+	if !errors.Is(err, producer.ErrShed) || !errors.As(err, &re) || !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("a record too large for the deferred topic: %v, want shed, caused by MESSAGE_TOO_LARGE", err)
+	}
+	t.Logf("refused as: %v", err)
+	if st := lane.Stats(); st.Failed != 1 || st.Deferred != 0 || st.LastErr == nil {
+		t.Fatalf("lane stats %+v", st)
+	}
+	if err := p.ProduceSync(ctx, bulk("small")).FirstErr(); err != nil {
+		t.Fatalf("a small record after the large one: %v", err)
+	}
+	if st := lane.Stats(); st.Deferred != 1 {
+		t.Fatalf("lane stats %+v", st)
+	}
 }
