@@ -473,25 +473,8 @@ func TestReaderStartupTimeout(t *testing.T) {
 	// Every fetch fails (retriably) until the test lets them through.
 	var block atomic.Bool
 	block.Store(true)
-	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if !block.Load() {
-			return nil, nil, false
-		}
-		req := kreq.(*kmsg.FetchRequest)
-		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewFetchResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewFetchResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, kerr.LeaderNotAvailable.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	testkit.FailFetches(c, &block)
+
 	r := newReader(t, brokers, []string{"orders"}, lagmonitor.ReadStartupTimeout(300*time.Millisecond))
 	err := r.Start(ctx(t))
 	if !errors.Is(err, lagmonitor.ErrStartupTimeout) {

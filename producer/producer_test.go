@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
@@ -585,30 +584,6 @@ func TestStartupCatchUp(t *testing.T) {
 	}
 }
 
-// failFetches makes every fetch of the cluster fail (retriably) while
-// block is true.
-func failFetches(c *kfake.Cluster, block *atomic.Bool) {
-	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if !block.Load() {
-			return nil, nil, false
-		}
-		req := kreq.(*kmsg.FetchRequest)
-		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewFetchResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewFetchResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, kerr.LeaderNotAvailable.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
-}
-
 // controlErrors counts the control errors a producer reports.
 type controlErrors struct{ n atomic.Int32 }
 
@@ -622,7 +597,7 @@ func TestStartupBound(t *testing.T) {
 	publish(t, pub, signal(lagmonitor.LevelCritical, 1e6))
 	var block atomic.Bool
 	block.Store(true)
-	failFetches(e.c, &block)
+	testkit.FailFetches(e.c, &block)
 
 	hook := new(controlErrors)
 	p := start(t, e.brokers, StartupTimeout(300*time.Millisecond), WithHooks(hook))
@@ -664,7 +639,7 @@ func TestUnreadableControlTopic(t *testing.T) {
 		publish(t, pub, signal(lagmonitor.LevelCritical, 1e6))
 		var block atomic.Bool
 		block.Store(true)
-		failFetches(e.c, &block)
+		testkit.FailFetches(e.c, &block)
 		p := start(t, e.brokers, StartupTimeout(200*time.Millisecond))
 		res := p.ProduceSync(testCtx(t), rec(priority.Bulk), rec(priority.Normal), rec(priority.Critical))
 		if err := res.FirstErr(); err != nil {
