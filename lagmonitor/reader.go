@@ -47,6 +47,7 @@ type readerCfg struct {
 	maxSkew          time.Duration
 	metadataInterval time.Duration
 	onReject         func(Rejection)
+	onError          func(error)
 }
 
 type readerOpt func(*readerCfg)
@@ -117,6 +118,16 @@ func ReadOnReject(fn func(Rejection)) ReaderOpt {
 	return readerOpt(func(c *readerCfg) { c.onReject = fn })
 }
 
+// ReadOnError calls fn for each error reading the control topic (it
+// missing, rights lacking, fetches failing, a startup timeout), the
+// errors [ReaderStats] counts and keeps the last of, so that they can be
+// logged and reported. fn is called from the reader's goroutines without
+// the reader's lock held: it must be fast; a panic in it is recovered and
+// kept as the last error. Default: none.
+func ReadOnError(fn func(error)) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.onError = fn })
+}
+
 // RejectReason says why a record was rejected.
 type RejectReason string
 
@@ -157,8 +168,13 @@ type ReaderStats struct {
 	CaughtUp   bool    // the partitions were read up to the end offsets found when reading them began
 	// CatchUp is how long reading up to those end offsets took, once
 	// CaughtUp.
-	CatchUp     time.Duration
-	LastError   error // the latest error: the control topic missing or unreadable, a fetch error, a startup timeout
+	CatchUp time.Duration
+	// Errors counts the errors reading the control topic: the control
+	// topic missing or unreadable, a fetch error, a startup timeout (a
+	// topic deleted while read is noticed at the next metadata check,
+	// ReadMetadataInterval); LastError is the latest.
+	Errors      uint64
+	LastError   error
 	LastErrorAt time.Time
 }
 
@@ -678,8 +694,22 @@ func (r *Reader) report(rj Rejection) {
 }
 
 func (r *Reader) setErr(err error) {
+	r.keepErr(err)
+	if r.cfg.onError == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			r.keepErr(fmt.Errorf("lagmonitor: ReadOnError hook panicked: %v", v))
+		}
+	}()
+	r.cfg.onError(err)
+}
+
+func (r *Reader) keepErr(err error) {
 	r.mu.Lock()
 	r.st.LastError, r.st.LastErrorAt = err, time.Now()
+	r.st.Errors++
 	r.mu.Unlock()
 }
 

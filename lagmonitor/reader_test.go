@@ -407,13 +407,19 @@ func TestReaderTombstoneThenReplay(t *testing.T) {
 
 func TestReaderMissingControlTopic(t *testing.T) {
 	_, brokers := testkit.Cluster(t, 1)
-	r := newReader(t, brokers, []string{"orders"}, lagmonitor.ReadMetadataInterval(50*time.Millisecond))
+	var reported atomic.Int64
+	r := newReader(t, brokers, []string{"orders"}, lagmonitor.ReadMetadataInterval(50*time.Millisecond),
+		lagmonitor.ReadOnError(func(err error) {
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				reported.Add(1)
+			}
+		}))
 	err := r.Start(ctx(t))
 	if !errors.Is(err, kerr.UnknownTopicOrPartition) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("Start without a control topic: %v", err)
 	}
-	if st := r.Stats(); st.CaughtUp || !errors.Is(st.LastError, kerr.UnknownTopicOrPartition) {
-		t.Errorf("stats %+v", st)
+	if st := r.Stats(); st.CaughtUp || !errors.Is(st.LastError, kerr.UnknownTopicOrPartition) || st.Errors == 0 || reported.Load() == 0 {
+		t.Errorf("stats %+v, %d reported: want the missing topic counted and reported", st, reported.Load())
 	}
 	// The topic appears: the reader finds it and follows it.
 	cl := publishClient(t, brokers)

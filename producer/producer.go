@@ -185,6 +185,7 @@ func (p *Producer) readerOpts() []lagmonitor.ReaderOpt {
 		lagmonitor.ReadClock(p.cfg.now),
 		lagmonitor.ReadStartupTimeout(p.cfg.startup),
 		lagmonitor.ReadOnReject(p.onReject),
+		lagmonitor.ReadOnError(p.controlError),
 	)
 	if p.cfg.verifier != nil {
 		opts = append(opts, lagmonitor.ReadVerifier(p.cfg.verifier))
@@ -244,7 +245,11 @@ func (p *Producer) Start(ctx context.Context) error {
 	go p.followLoop()
 	go p.measureLoop()
 	if err != nil {
-		p.controlError(fmt.Errorf("admitting without the control topic read to its end: %w", err))
+		// The reader reported its own errors (ReadOnError); the end of
+		// ctx is the caller's.
+		if ctx.Err() != nil {
+			p.controlError(fmt.Errorf("admitting without the control topic read to its end: %w", err))
+		}
 		return ctx.Err()
 	}
 	p.logf(kgo.LogLevelInfo, "floodgate producer: control topic read to its end", "control_topic", p.cfg.control, "topics", p.cfg.topics)
