@@ -1,6 +1,10 @@
 package integration
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -76,5 +80,69 @@ func TestEnvNames(t *testing.T) {
 		if got := propertyName(env); got != key {
 			t.Errorf("propertyName(%q) = %q, want %q", env, got, key)
 		}
+	}
+}
+
+// TestImageConfigure runs the configure script of the image `scripts/kafka
+// image` builds with the environment testcontainers-go's Kafka module and
+// ContainerEnv give a container: the properties it writes are the broker
+// settings, the module's listeners, and nothing of the launcher's or the
+// REST proxy's variables.
+func TestImageConfigure(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "scripts", "kafka.d", "image", "configure")
+	if _, err := os.Stat(script); err != nil {
+		t.Skipf("no image configure script: %v", err)
+	}
+	env, err := ContainerEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "kafka.properties")
+	cmd := exec.Command("bash", script)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KAFKA_PROPERTIES_FILE=" + out,
+		// Some of the module's variables (testcontainers-go v0.40).
+		"KAFKA_LISTENERS=PLAINTEXT://0.0.0.0:9093,BROKER://0.0.0.0:9092,CONTROLLER://0.0.0.0:9094",
+		"KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://127.0.0.1:32768,BROKER://abc:9092",
+		"KAFKA_REST_BOOTSTRAP_SERVERS=PLAINTEXT://0.0.0.0:9093",
+		"KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS=1", // the module's; broker.properties says 10
+		"KAFKA_HEAP_OPTS=-Xmx1g",
+	}
+	// Of duplicate variables exec keeps the last, as the container request's
+	// map keeps ContainerEnv's value over the module's.
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("configure: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	props, err := parseProperties(out, string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range props {
+		got[p.Key] = p.Value
+	}
+	settings, _ := BrokerSettings()
+	for _, s := range settings {
+		if got[s.Key] != s.Value {
+			t.Errorf("%s=%q in the container's properties, want %q", s.Key, got[s.Key], s.Value)
+		}
+	}
+	if got["advertised.listeners"] != "PLAINTEXT://127.0.0.1:32768,BROKER://abc:9092" || got["log.dirs"] == "" {
+		t.Errorf("advertised.listeners=%q, log.dirs=%q", got["advertised.listeners"], got["log.dirs"])
+	}
+	for _, k := range []string{"rest.bootstrap.servers", "heap.opts", "properties.file"} {
+		if _, ok := got[k]; ok {
+			t.Errorf("%s in the broker's properties", k)
+		}
+	}
+	if want := len(settings) + 3; len(got) != want { // listeners, advertised.listeners, log.dirs
+		t.Errorf("%d properties, want %d:\n%s", len(got), want, b)
 	}
 }
