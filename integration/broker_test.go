@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func TestBrokerSettings(t *testing.T) {
@@ -144,5 +146,27 @@ func TestImageConfigure(t *testing.T) {
 	}
 	if want := len(settings) + 3; len(got) != want { // listeners, advertised.listeners, log.dirs
 		t.Errorf("%d properties, want %d:\n%s", len(got), want, b)
+	}
+}
+
+func TestConsumerGroupsMissing(t *testing.T) {
+	heartbeat := kmsg.ApiVersionsResponseApiKey{ApiKey: kmsg.ConsumerGroupHeartbeat.Int16(), MaxVersion: 1}
+	groupVersion := func(level int16) kmsg.ApiVersionsResponseFinalizedFeature {
+		return kmsg.ApiVersionsResponseFinalizedFeature{Name: "group.version", MaxVersionLevel: level, MinVersionLevel: level}
+	}
+	for _, tc := range []struct {
+		name string
+		resp kmsg.ApiVersionsResponse
+		want string // a word of the reason; "" if served
+	}{
+		{"Kafka 3.x without the API", kmsg.ApiVersionsResponse{}, "ConsumerGroupHeartbeat"},
+		{"the API, the feature off", kmsg.ApiVersionsResponse{ApiKeys: []kmsg.ApiVersionsResponseApiKey{heartbeat}, FinalizedFeatures: []kmsg.ApiVersionsResponseFinalizedFeature{groupVersion(0)}}, "group.version"},
+		{"the API, no feature", kmsg.ApiVersionsResponse{ApiKeys: []kmsg.ApiVersionsResponseApiKey{heartbeat}}, "group.version"},
+		{"Kafka 4.x", kmsg.ApiVersionsResponse{ApiKeys: []kmsg.ApiVersionsResponseApiKey{heartbeat}, FinalizedFeatures: []kmsg.ApiVersionsResponseFinalizedFeature{groupVersion(1)}}, ""},
+	} {
+		got := consumerGroupsMissing(&tc.resp)
+		if (got == "") != (tc.want == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s: %q, want a reason naming %q", tc.name, got, tc.want)
+		}
 	}
 }
