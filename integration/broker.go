@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"net"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Kind says what a [Cluster] runs on.
@@ -42,12 +44,21 @@ const (
 	// [FaultEnv] derives the cluster-fault test's own cluster from them.
 	EnvRun      = "FLOODGATE_KAFKA_RUN"
 	EnvPortBase = "FLOODGATE_KAFKA_PORT_BASE"
+	// EnvServerProps holds extra broker settings (key=value lines) for
+	// every broker the suite starts, after those of broker.properties.
+	EnvServerProps = "FLOODGATE_KAFKA_SERVER_PROPS"
+	// EnvContainerLabel is a label (key=value) put on the Kafka container,
+	// so that whoever runs the suite can find and remove what a killed
+	// test binary left behind (.ci/run does).
+	EnvContainerLabel = "FLOODGATE_KAFKA_CONTAINER_LABEL"
 )
 
 // DefaultImage is the container image used when FLOODGATE_KAFKA_IMAGE is
 // unset. testcontainers-go's Kafka module drives Confluent's packaging of
-// Apache Kafka (confluent-local), so that is what it can start.
-const DefaultImage = "confluentinc/confluent-local:7.9.0"
+// Apache Kafka (confluent-local; 8.3 ships Kafka 4.3, the major version of
+// scripts/kafka's 4.4.0), or an image with the same start-up layout, such
+// as the one `scripts/kafka image` builds from the Apache Kafka jars.
+const DefaultImage = "confluentinc/confluent-local:8.3.1"
 
 // Cluster is a broker cluster the tests run against.
 type Cluster struct {
@@ -60,6 +71,15 @@ type Cluster struct {
 	// to (franz-go's kversion guess, such as "v4.4"; patch releases look
 	// alike), or why it is unknown. Empty for kfake.
 	Version string
+	// Image is the container image, for the container kind.
+	Image string
+
+	// noConsumerGroups says why the brokers do not serve KIP-848 groups
+	// (empty if they do, or for kfake); see [Cluster.RequireConsumerGroups].
+	noConsumerGroups string
+	// minSession is the brokers' group.min.session.timeout.ms (0 if
+	// unknown); see [Cluster.RequireSessionTimeout].
+	minSession time.Duration
 
 	fake      *kfake.Cluster
 	container *tckafka.KafkaContainer
@@ -72,6 +92,9 @@ func (c *Cluster) String() string {
 	s := fmt.Sprintf("%s cluster at %s", c.Kind, strings.Join(c.Brokers, ","))
 	if c.Version != "" {
 		s += ", Kafka " + c.Version
+	}
+	if c.Image != "" {
+		s += " (image " + c.Image + ")"
 	}
 	if c.Script != nil {
 		s += " (controlled by " + c.Script.Path + ")"
@@ -109,7 +132,7 @@ func Shared(tb testing.TB) *Cluster {
 	sharedOnce.Do(func() {
 		shared, sharedErr = pick()
 		if sharedErr == nil && shared.Real() {
-			shared.Version = guessVersion(shared.Brokers)
+			shared.probe()
 		}
 		if sharedErr == nil {
 			fmt.Fprintf(os.Stderr, "integration: using %s\n", shared)
@@ -136,7 +159,8 @@ func Close() {
 	if shared.container != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		_ = testcontainers.TerminateContainer(shared.container, testcontainers.StopContext(ctx))
+		// A throwaway broker: no graceful stop to wait for.
+		_ = testcontainers.TerminateContainer(shared.container, testcontainers.StopContext(ctx), testcontainers.StopTimeout(time.Second))
 	}
 }
 
@@ -158,26 +182,37 @@ func pick() (*Cluster, error) {
 	return &Cluster{Kind: Fake, Brokers: fake.ListenAddrs(), fake: fake}, nil
 }
 
-// guessVersion asks the brokers which Kafka release they are (from the
-// API versions they serve) and returns the guess, or why there is none.
-func guessVersion(brokers []string) string {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// probe asks the brokers which Kafka release they are (from the API
+// versions they serve), whether they serve KIP-848 consumer groups, and
+// their smallest classic session timeout.
+func (c *Cluster) probe() {
+	c.Version, c.noConsumerGroups = "version unknown", "the brokers' API versions are unknown"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
 	if err != nil {
-		return "version unknown: " + err.Error()
+		c.Version += ": " + err.Error()
+		return
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	vs, err := kadm.NewClient(cl).ApiVersions(ctx)
+	adm := kadm.NewClient(cl)
+	vs, err := adm.ApiVersions(ctx)
 	if err != nil {
-		return "version unknown: " + err.Error()
+		c.Version += ": " + err.Error()
+		return
 	}
 	guesses := map[string]bool{}
 	var out []string
+	c.noConsumerGroups = ""
 	for _, v := range vs.Sorted() {
 		g := "unreachable"
 		if v.Err == nil {
 			g = v.VersionGuess()
+			if why := consumerGroupsMissing(v.Raw()); why != "" && c.noConsumerGroups == "" {
+				c.noConsumerGroups = fmt.Sprintf("broker %d: %s", v.NodeID, why)
+			}
+		} else if c.noConsumerGroups == "" {
+			c.noConsumerGroups = fmt.Sprintf("broker %d: %v", v.NodeID, v.Err)
 		}
 		if !guesses[g] {
 			guesses[g] = true
@@ -185,9 +220,94 @@ func guessVersion(brokers []string) string {
 		}
 	}
 	if len(out) == 0 {
-		return "version unknown: no brokers in metadata"
+		c.Version += ": no brokers in metadata"
+		return
 	}
-	return strings.Join(out, " / ")
+	c.Version = strings.Join(out, " / ")
+
+	// The brokers' static config holds the session bounds; any broker's
+	// answer stands for all (the suite's brokers share one config).
+	if rcs, err := adm.DescribeBrokerConfigs(ctx, vs.Sorted()[0].NodeID); err == nil {
+		for _, rc := range rcs {
+			for _, cfg := range rc.Configs {
+				if cfg.Key == "group.min.session.timeout.ms" {
+					if ms, err := strconv.Atoi(cfg.MaybeValue()); err == nil {
+						c.minSession = time.Duration(ms) * time.Millisecond
+					}
+				}
+			}
+		}
+	}
+}
+
+// consumerGroupsMissing says why a broker with these API versions does not
+// serve KIP-848 consumer groups, or "" if it does: it must offer
+// ConsumerGroupHeartbeat and have the feature group.version finalized at 1
+// or more (Kafka 4.0 on, by default).
+func consumerGroupsMissing(v *kmsg.ApiVersionsResponse) string {
+	if v == nil {
+		return "no API versions"
+	}
+	heartbeat := false
+	for _, k := range v.ApiKeys {
+		if k.ApiKey == kmsg.ConsumerGroupHeartbeat.Int16() {
+			heartbeat = true
+		}
+	}
+	if !heartbeat {
+		return "no ConsumerGroupHeartbeat API (KIP-848 groups need Kafka 4.0 or later)"
+	}
+	for _, f := range v.FinalizedFeatures {
+		if f.Name == "group.version" && f.MaxVersionLevel >= 1 {
+			return ""
+		}
+	}
+	return "the feature group.version is not finalized at 1 or more (KIP-848 groups need Kafka 4.0 or later, or the feature enabled)"
+}
+
+// RequireConsumerGroups skips the test unless the cluster serves KIP-848
+// consumer groups (the "consumer" protocol): kfake does not (a failure
+// when a real broker is required, see [Unavailable]), nor does Kafka
+// before 4.0 (a skip with the reason, whatever is required: the broker
+// is real, only too old for this feature).
+func (c *Cluster) RequireConsumerGroups(tb testing.TB) {
+	tb.Helper()
+	if !c.Real() {
+		Unavailable(tb, "KIP-848 groups need a real Kafka 4.x broker (%s)", c)
+		return
+	}
+	if c.noConsumerGroups != "" {
+		tb.Skipf("KIP-848 consumer groups are not served by %s: %s", c, c.noConsumerGroups)
+	}
+}
+
+// RequireSessionTimeout skips the test (see [Unavailable]) when its
+// classic-protocol consumers ask for a session timeout d that the brokers
+// refuse, because their group.min.session.timeout.ms is above it: such a
+// consumer never joins, and the test would only time out. The brokers
+// the suite starts allow 1s (broker.properties).
+func (c *Cluster) RequireSessionTimeout(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	if c.minSession > d {
+		Unavailable(tb, "the consumers here ask for a %v session timeout, but the brokers' group.min.session.timeout.ms is %d (%s): set it to %d or less, as broker.properties does for the brokers the suite starts",
+			d, c.minSession.Milliseconds(), c, d.Milliseconds())
+	}
+}
+
+// RequireScript skips the test unless scripts/kafka started the cluster
+// and FLOODGATE_KAFKA_SCRIPT lets the test stop and restart its brokers.
+// On the container kind it always skips, a real broker required or not: a
+// restarted container comes back on a new mapped port, which the clients'
+// seed brokers and the advertised listener do not know, so CI runs these
+// tests on scripts/kafka.
+func (c *Cluster) RequireScript(tb testing.TB, what string) {
+	tb.Helper()
+	if c.Kind == Container {
+		tb.Skipf("%s needs a cluster started by scripts/kafka, not a container: a restarted container gets a new mapped port (CI runs this on scripts/kafka)", what)
+	}
+	if c.Script == nil {
+		Unavailable(tb, "%s needs a cluster started by scripts/kafka: set %s to its bootstrap and %s to the script", what, EnvBrokers, EnvScript)
+	}
 }
 
 // dockerReachable reports whether a Docker engine answers on DOCKER_HOST or
@@ -224,18 +344,108 @@ func startContainer() (*Cluster, error) {
 	if image == "" {
 		image = DefaultImage
 	}
+	env, err := ContainerEnv()
+	if err != nil {
+		return nil, err
+	}
+	opts := []testcontainers.ContainerCustomizer{tckafka.WithClusterID("floodgate-test"), testcontainers.WithEnv(env)}
+	if l := os.Getenv(EnvContainerLabel); l != "" {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s=%q: want key=value", EnvContainerLabel, l)
+		}
+		opts = append(opts, testcontainers.WithLabels(map[string]string{k: v}))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	kc, err := tckafka.Run(ctx, image, tckafka.WithClusterID("floodgate-test"))
+	kc, err := tckafka.Run(ctx, image, opts...)
 	if err != nil {
+		_ = testcontainers.TerminateContainer(kc, testcontainers.StopTimeout(time.Second))
 		return nil, fmt.Errorf("starting Kafka container %s: %w", image, err)
 	}
 	brokers, err := kc.Brokers(ctx)
 	if err != nil {
-		_ = testcontainers.TerminateContainer(kc)
+		_ = testcontainers.TerminateContainer(kc, testcontainers.StopTimeout(time.Second))
 		return nil, fmt.Errorf("container brokers: %w", err)
 	}
-	return &Cluster{Kind: Container, Brokers: brokers, container: kc}, nil
+	return &Cluster{Kind: Container, Brokers: brokers, Image: image, container: kc}, nil
+}
+
+//go:embed broker.properties
+var brokerProperties string
+
+// Setting is one broker setting.
+type Setting struct{ Key, Value string }
+
+// BrokerSettings returns the settings of every broker the suite starts,
+// in order: those of broker.properties (scripts/kafka writes them into its
+// nodes' server.properties, for one node as here, replication scaled to its
+// cluster), then the lines of FLOODGATE_KAFKA_SERVER_PROPS.
+func BrokerSettings() ([]Setting, error) {
+	out, err := parseProperties("broker.properties", brokerProperties)
+	if err != nil {
+		return nil, err
+	}
+	extra, err := parseProperties(EnvServerProps, os.Getenv(EnvServerProps))
+	if err != nil {
+		return nil, err
+	}
+	return append(out, extra...), nil
+}
+
+// parseProperties reads key=value lines; blank lines and lines starting
+// with # or ! are comments. Keys are lower case, as Kafka's are, so that
+// they survive the trip through an environment variable's name.
+func parseProperties(name, text string) ([]Setting, error) {
+	var out []Setting
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == '!' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s, line %d: %q is not key=value", name, i+1, line)
+		}
+		if propertyName(envName(k)) != k {
+			return nil, fmt.Errorf("%s, line %d: key %q does not survive the trip through a KAFKA_* variable (lower-case letters, digits, dots, single dashes and underscores)", name, i+1, k)
+		}
+		out = append(out, Setting{k, v})
+	}
+	return out, nil
+}
+
+// ContainerEnv returns [BrokerSettings] as the KAFKA_* environment a Kafka
+// container turns into its properties, as Confluent's images and the one
+// `scripts/kafka image` builds do: KAFKA_, then the key in upper case with
+// "_" for ".", "__" for "_" and "___" for "-" (log.segment.bytes becomes
+// KAFKA_LOG_SEGMENT_BYTES). A later setting of a key wins.
+func ContainerEnv() (map[string]string, error) {
+	settings, err := BrokerSettings()
+	if err != nil {
+		return nil, err
+	}
+	env := make(map[string]string, len(settings))
+	for _, s := range settings {
+		env[envName(s.Key)] = s.Value
+	}
+	return env, nil
+}
+
+// envName is the KAFKA_* variable of a broker property.
+func envName(key string) string {
+	r := strings.NewReplacer("_", "__", "-", "___", ".", "_")
+	return "KAFKA_" + strings.ToUpper(r.Replace(key))
+}
+
+// propertyName is the property of a KAFKA_* variable, as Confluent's
+// images decode it.
+func propertyName(env string) string {
+	s := strings.ToLower(strings.TrimPrefix(env, "KAFKA_"))
+	s = strings.ReplaceAll(s, "_", ".")
+	s = strings.ReplaceAll(s, "...", "-")
+	return strings.ReplaceAll(s, "..", "_")
 }
 
 // Script runs scripts/kafka, which starts and faults a real Kafka on this

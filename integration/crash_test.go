@@ -60,6 +60,7 @@ func runChild() bool {
 // within what a killed process could have handled without committing.
 func TestCrashKill(t *testing.T) {
 	c := integration.Shared(t)
+	c.RequireSessionTimeout(t, childSessionTO)
 	const parts = 4
 	s := newScenario(t, c, parts, 1)
 	n := integration.Scale(8000)

@@ -1,6 +1,13 @@
 // Package integration runs floodgate's scenarios against a real broker and
 // holds the helper that picks one.
 //
+// It is a module of its own (github.com/floodgate-kafka/floodgate/integration,
+// with a replace to the root module and the repository's go.work joining the
+// two), so that library users do not inherit testcontainers-go and the
+// Docker client through the root go.mod. It imports the root module's
+// internal/testkit, which Go allows: its import path nests under the
+// internal directory's parent.
+//
 // # Which broker
 //
 // [Shared] picks the cluster for a test binary once, and logs which on
@@ -13,13 +20,23 @@
 //     restart its brokers;
 //  2. else, when a Docker engine is reachable, testcontainers-go's Kafka
 //     module starts a single-node KRaft broker in a container
-//     (FLOODGATE_KAFKA_IMAGE picks the image);
+//     (FLOODGATE_KAFKA_IMAGE picks the image, [DefaultImage] otherwise; `scripts/kafka
+//     image` builds one without an image registry);
 //  3. else franz-go's embedded kfake cluster.
 //
 // FLOODGATE_REQUIRE_REAL_KAFKA=1 turns "no real broker" (the kfake
 // fallback), and a fault test that cannot control brokers, into a test
 // failure with a clear message; CI sets it. Elsewhere such tests are
 // skipped with the same message.
+//
+// # Broker settings
+//
+// Every broker the suite starts runs with the settings of broker.properties
+// (threads, partitions, and what scenarios rely on: classic sessions down to
+// 1 s, KIP-848 sessions of 6 s): scripts/kafka writes them into its nodes,
+// and the container gets them as KAFKA_* variables ([ContainerEnv]), which
+// Confluent's images and the one scripts/kafka builds turn back into
+// properties. FLOODGATE_KAFKA_SERVER_PROPS adds lines to both.
 //
 // # Scenarios
 //
@@ -32,4 +49,12 @@
 // FLOODGATE_KAFKA_PORT_BASE. Each accounts for every record and checks at every
 // commit that nothing was committed past a record not yet handled.
 // FLOODGATE_SCENARIO_SCALE (default 1) multiplies their sizes.
+//
+// A scenario that cannot run on a kind says why and skips instead of timing
+// out: the broker restart and the cluster fault need scripts/kafka and skip
+// on the container kind even when a real broker is required (a restarted
+// container gets a new mapped port; CI runs them on scripts/kafka), see
+// [Cluster.RequireScript]; KIP-848 groups skip on a broker that does not
+// serve them ([Cluster.RequireConsumerGroups]); consumers whose session
+// timeout the brokers refuse skip ([Cluster.RequireSessionTimeout]).
 package integration

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -127,8 +128,12 @@ func (s *scenario) report(name string, dupBound int, extra string) {
 	if dupBound != noBound {
 		bound = fmt.Sprint(dupBound)
 	}
-	line := fmt.Sprintf("FIGURES scenario=%s broker=%s records=%d handled=%d duplicates=%d bound=%s elapsed=%s %s",
-		name, s.c.Kind, exp, handled, dups, bound, time.Since(s.start).Round(100*time.Millisecond), extra)
+	kafka := strings.ReplaceAll(s.c.Version, " ", "")
+	if kafka == "" {
+		kafka = "-"
+	}
+	line := fmt.Sprintf("FIGURES scenario=%s broker=%s kafka=%s records=%d handled=%d duplicates=%d bound=%s elapsed=%s %s",
+		name, s.c.Kind, kafka, exp, handled, dups, bound, time.Since(s.start).Round(100*time.Millisecond), extra)
 	s.t.Log(line)
 	if path := os.Getenv("FLOODGATE_FIGURES"); path != "" {
 		if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {

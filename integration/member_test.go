@@ -125,8 +125,10 @@ func TestMemberKilled(t *testing.T) {
 	c := integration.Shared(t)
 	for _, proto := range []consumer.GroupProtocol{consumer.GroupProtocolClassic, consumer.GroupProtocolConsumer} {
 		t.Run(proto.String(), func(t *testing.T) {
-			if proto == consumer.GroupProtocolConsumer && !c.Real() {
-				integration.Unavailable(t, "KIP-848 groups need a real Kafka 4.x broker (kfake: %s)", c)
+			if proto == consumer.GroupProtocolConsumer {
+				c.RequireConsumerGroups(t)
+			} else {
+				c.RequireSessionTimeout(t, memberSessionTO)
 			}
 			s := newScenario(t, c, 6, 1)
 			stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 50, 20*time.Millisecond)
@@ -228,8 +230,10 @@ func TestGroupChaos(t *testing.T) {
 	c := integration.Shared(t)
 	for _, proto := range []consumer.GroupProtocol{consumer.GroupProtocolClassic, consumer.GroupProtocolConsumer} {
 		t.Run(proto.String(), func(t *testing.T) {
-			if proto == consumer.GroupProtocolConsumer && !c.Real() {
-				integration.Unavailable(t, "KIP-848 groups need a real Kafka 4.x broker (kfake: %s)", c)
+			if proto == consumer.GroupProtocolConsumer {
+				c.RequireConsumerGroups(t)
+			} else {
+				c.RequireSessionTimeout(t, memberSessionTO)
 			}
 			s := newScenario(t, c, 6, 1)
 			stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 50, 20*time.Millisecond)
@@ -276,6 +280,11 @@ func TestStaticMemberRestart(t *testing.T) {
 		t.Run(proto.String(), func(t *testing.T) {
 			if !c.Real() {
 				integration.Unavailable(t, "static membership needs a real Kafka broker (kfake: %s)", c)
+			}
+			if proto == consumer.GroupProtocolConsumer {
+				c.RequireConsumerGroups(t)
+			} else {
+				c.RequireSessionTimeout(t, memberSessionTO)
 			}
 			s := newScenario(t, c, 4, 1)
 			stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 20, 20*time.Millisecond)

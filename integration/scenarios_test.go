@@ -182,9 +182,7 @@ func (s *scenario) countingRuntime(handled *atomic.Int64) *consumer.Runtime {
 // committed early.
 func TestBrokerRestart(t *testing.T) {
 	c := integration.Shared(t)
-	if c.Script == nil {
-		integration.Unavailable(t, "broker restart needs a cluster started by scripts/kafka: set %s to its bootstrap and %s to the script", integration.EnvBrokers, integration.EnvScript)
-	}
+	c.RequireScript(t, "the broker restart")
 	s := newScenario(t, c, 4, 1)
 	prod := testkit.NewProducer(t, c.Brokers)
 	stopLoad := s.load(prod, 50, 20*time.Millisecond)
@@ -216,6 +214,9 @@ func TestBrokerRestart(t *testing.T) {
 // TestClusterFault starts its own 3-node cluster, consumes a topic with
 // replication factor 3 and kills one broker mid-run: nothing is lost.
 func TestClusterFault(t *testing.T) {
+	if integration.Shared(t).Kind == integration.Container {
+		t.Skip("the cluster-fault test starts its own 3-node Kafka with scripts/kafka, which the container kind does not use (CI runs it on scripts/kafka)")
+	}
 	if os.Getenv(integration.EnvScript) == "" {
 		integration.Unavailable(t, "the cluster-fault test starts its own 3-node Kafka: set %s to scripts/kafka (needs Java 17 and Maven)", integration.EnvScript)
 	}
