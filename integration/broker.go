@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -73,6 +74,9 @@ type Cluster struct {
 	Version string
 	// Image is the container image, for the container kind.
 	Image string
+	// Fallback says why the suite runs on kfake although a Docker engine
+	// answers: the container that could not start, and its error.
+	Fallback string
 
 	// noConsumerGroups says why the brokers do not serve KIP-848 groups
 	// (empty if they do, or for kfake); see [Cluster.RequireConsumerGroups].
@@ -98,6 +102,9 @@ func (c *Cluster) String() string {
 	}
 	if c.Script != nil {
 		s += " (controlled by " + c.Script.Path + ")"
+	}
+	if c.Fallback != "" {
+		s += " (" + c.Fallback + ")"
 	}
 	return s
 }
@@ -172,14 +179,26 @@ func pick() (*Cluster, error) {
 		}
 		return c, nil
 	}
+	var fallback string
 	if dockerReachable() {
-		return startContainer()
+		c, err := startContainer()
+		if err == nil {
+			return c, nil
+		}
+		// A Docker engine that cannot run the image (no registry, say) is
+		// no broker: where a real one is required that is the failure,
+		// elsewhere the suite goes on on kfake and says why.
+		fallback = fmt.Sprintf("a Docker engine answers, but %v; without an image registry build an image with `scripts/kafka image` and set %s to it", err, EnvImage)
+		if RequireReal() {
+			return nil, errors.New(fallback)
+		}
+		fmt.Fprintf(os.Stderr, "integration: %s; falling back to kfake\n", fallback)
 	}
 	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(500*time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("starting kfake: %w", err)
 	}
-	return &Cluster{Kind: Fake, Brokers: fake.ListenAddrs(), fake: fake}, nil
+	return &Cluster{Kind: Fake, Brokers: fake.ListenAddrs(), Fallback: fallback, fake: fake}, nil
 }
 
 // probe asks the brokers which Kafka release they are (from the API

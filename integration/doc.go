@@ -21,7 +21,9 @@
 //  2. else, when a Docker engine is reachable, testcontainers-go's Kafka
 //     module starts a single-node KRaft broker in a container
 //     (FLOODGATE_KAFKA_IMAGE picks the image, [DefaultImage] otherwise; `scripts/kafka
-//     image` builds one without an image registry);
+//     image` builds one without an image registry); if the container
+//     cannot start (no registry, say), the suite goes on as in 3 and says
+//     why, or fails when a real broker is required;
 //  3. else franz-go's embedded kfake cluster.
 //
 // FLOODGATE_REQUIRE_REAL_KAFKA=1 turns "no real broker" (the kfake
