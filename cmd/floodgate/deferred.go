@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -47,17 +46,6 @@ func deferredUsage(w io.Writer) {
 		"  relay      deliver the deferred records to their topics once the level is ok\n"+
 		"  status     the records waiting on each deferred topic\n\n"+
 		"Run 'floodgate deferred <subcommand> -h' for its flags.\n")
-}
-
-// seedList splits a --brokers value.
-func seedList(s string) []string {
-	var seeds []string
-	for _, b := range strings.Split(s, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			seeds = append(seeds, b)
-		}
-	}
-	return seeds
 }
 
 func deferredRelayCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -95,11 +95,7 @@ func demoCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "floodgate demo: --ordering: %v\n", err)
 		return 2
 	}
-	for _, b := range strings.Split(*brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			cfg.brokers = append(cfg.brokers, b)
-		}
-	}
+	cfg.brokers = seedList(*brokers)
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintf(stderr, "floodgate demo: %v\n", err)
 		return 2

@@ -78,12 +78,7 @@ func (d *dlqFlags) register(fs *flag.FlagSet) {
 // parse checks the shared flags and returns the seed brokers and the
 // filter. fs must have been parsed.
 func (d *dlqFlags) parse(fs *flag.FlagSet) (brokers []string, f dlq.Filter, err error) {
-	for _, b := range strings.Split(d.brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			brokers = append(brokers, b)
-		}
-	}
-	if len(brokers) == 0 {
+	if brokers = seedList(d.brokers); len(brokers) == 0 {
 		return nil, f, errors.New("--brokers is required")
 	}
 	if d.topic == "" {
@@ -164,6 +159,18 @@ func (r *reasonsFlag) Set(v string) error {
 		}
 	}
 	return nil
+}
+
+// seedList splits a --brokers value: host:port,... with blanks around
+// and empty entries ignored.
+func seedList(s string) []string {
+	var seeds []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			seeds = append(seeds, b)
+		}
+	}
+	return seeds
 }
 
 // parseFlags parses args into fs and returns -1 to go on, or the exit

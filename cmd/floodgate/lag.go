@@ -47,12 +47,7 @@ func lagCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
-	var seeds []string
-	for _, b := range strings.Split(*brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			seeds = append(seeds, b)
-		}
-	}
+	seeds := seedList(*brokers)
 	th := def
 	th.Elevated.TimeLag, th.High.TimeLag, th.Critical.TimeLag = *elevated, *high, *critical
 	var err error

@@ -82,12 +82,7 @@ func pressureWatchCommand(ctx context.Context, args []string, stdout, stderr io.
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
-	var seeds []string
-	for _, b := range strings.Split(*brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			seeds = append(seeds, b)
-		}
-	}
+	seeds := seedList(*brokers)
 	var verifier *lagmonitor.Verifier
 	var err error
 	switch {
