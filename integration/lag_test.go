@@ -37,70 +37,66 @@ func TestGroupLagAgreesWithKafkaTools(t *testing.T) {
 			integration.Unavailable(t, "comparing with kafka-consumer-groups needs the Kafka tools scripts/kafka runs: %v", err)
 		}
 	}
-	for _, proto := range []consumer.GroupProtocol{consumer.GroupProtocolClassic, consumer.GroupProtocolConsumer} {
-		t.Run(proto.String(), func(t *testing.T) {
-			if proto == consumer.GroupProtocolConsumer {
-				c.RequireConsumerGroups(t)
+	// The consumers take s.opts' 6s classic session.
+	eachProtocol(t, c, 6*time.Second, func(t *testing.T, proto consumer.GroupProtocol) {
+		s := newScenario(t, c, 3, 1)
+		s.produce(testkit.NewProducer(t, c.Brokers), 3000, 30, 20)
+		// Each partition handles its first 300 records and holds the
+		// rest, so that every partition has a commit and a lag
+		// whichever partitions the fetches serve first (an Empty
+		// group's describe lists only committed partitions).
+		const perPartition = 300
+		var handled [3]atomic.Int64
+		rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+			if handled[r.Partition].Add(1) > perPartition {
+				<-ctx.Done() // hold the rest: the group keeps a lag
+				return ctx.Err()
 			}
-			s := newScenario(t, c, 3, 1)
-			s.produce(testkit.NewProducer(t, c.Brokers), 3000, 30, 20)
-			// Each partition handles its first 300 records and holds the
-			// rest, so that every partition has a commit and a lag
-			// whichever partitions the fetches serve first (an Empty
-			// group's describe lists only committed partitions).
-			const perPartition = 300
-			var handled [3]atomic.Int64
-			rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
-				if handled[r.Partition].Add(1) > perPartition {
-					<-ctx.Done() // hold the rest: the group keeps a lag
-					return ctx.Err()
+			s.ledger.Handled(r.Topic, r.Partition, r.Offset)
+			return nil
+		}, s.opts(consumer.WithGroupProtocol(proto), consumer.CommitInterval(100*time.Millisecond), consumer.ShutdownTimeout(100*time.Millisecond))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := run(t, rt)
+		testkit.Eventually(t, time.Minute, "300 records of each partition handled", func() bool {
+			for i := range handled {
+				if handled[i].Load() < perPartition {
+					return false
 				}
-				s.ledger.Handled(r.Topic, r.Partition, r.Offset)
-				return nil
-			}, s.opts(consumer.WithGroupProtocol(proto), consumer.CommitInterval(100*time.Millisecond), consumer.ShutdownTimeout(100*time.Millisecond))...)
-			if err != nil {
-				t.Fatal(err)
 			}
-			stop := run(t, rt)
-			testkit.Eventually(t, time.Minute, "300 records of each partition handled", func() bool {
-				for i := range handled {
-					if handled[i].Load() < perPartition {
-						return false
-					}
-				}
-				return true
-			})
-			stop() // commits what completed; the group is Empty, its offsets stay
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			ours, err := lagmonitor.DescribeGroupLag(ctx, c.Brokers, s.group, []string{s.topic})
-			if err != nil {
-				t.Fatal(err)
-			}
-			theirs := kafkaConsumerGroups(t, tools, c.Brokers, s.group)
-			if len(ours.Partitions) != 3 {
-				t.Fatalf("lagmonitor sees %d partitions, want 3: %+v", len(ours.Partitions), ours)
-			}
-			var total int64
-			for _, p := range ours.Partitions {
-				row, ok := theirs[fmt.Sprintf("%s/%d", p.Topic, p.Partition)]
-				if !ok {
-					t.Fatalf("kafka-consumer-groups does not list %s[%d]: %v", p.Topic, p.Partition, theirs)
-				}
-				if row != [3]int64{p.Next, p.End, p.OffsetLag} {
-					t.Errorf("%s[%d]: lagmonitor committed/end/lag %d/%d/%d, kafka-consumer-groups %v", p.Topic, p.Partition, p.Next, p.End, p.OffsetLag, row)
-				}
-				if p.OffsetLag > 0 && p.TimeLag <= 0 {
-					t.Errorf("%s[%d] lags %d records but has no time lag", p.Topic, p.Partition, p.OffsetLag)
-				}
-				total += p.OffsetLag
-			}
-			if total != ours.OffsetLag || total != 3000-3*perPartition {
-				t.Fatalf("total lag %d (reported %d) for 3000 records of which %d were committed", total, ours.OffsetLag, 3*perPartition)
-			}
-			t.Logf("group %s: %s, lag %d records, %v", s.group, ours.State, ours.OffsetLag, ours.TimeLag.Round(time.Millisecond))
+			return true
 		})
-	}
+		stop() // commits what completed; the group is Empty, its offsets stay
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		ours, err := lagmonitor.DescribeGroupLag(ctx, c.Brokers, s.group, []string{s.topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		theirs := kafkaConsumerGroups(t, tools, c.Brokers, s.group)
+		if len(ours.Partitions) != 3 {
+			t.Fatalf("lagmonitor sees %d partitions, want 3: %+v", len(ours.Partitions), ours)
+		}
+		var total int64
+		for _, p := range ours.Partitions {
+			row, ok := theirs[fmt.Sprintf("%s/%d", p.Topic, p.Partition)]
+			if !ok {
+				t.Fatalf("kafka-consumer-groups does not list %s[%d]: %v", p.Topic, p.Partition, theirs)
+			}
+			if row != [3]int64{p.Next, p.End, p.OffsetLag} {
+				t.Errorf("%s[%d]: lagmonitor committed/end/lag %d/%d/%d, kafka-consumer-groups %v", p.Topic, p.Partition, p.Next, p.End, p.OffsetLag, row)
+			}
+			if p.OffsetLag > 0 && p.TimeLag <= 0 {
+				t.Errorf("%s[%d] lags %d records but has no time lag", p.Topic, p.Partition, p.OffsetLag)
+			}
+			total += p.OffsetLag
+		}
+		if total != ours.OffsetLag || total != 3000-3*perPartition {
+			t.Fatalf("total lag %d (reported %d) for 3000 records of which %d were committed", total, ours.OffsetLag, 3*perPartition)
+		}
+		t.Logf("group %s: %s, lag %d records, %v", s.group, ours.State, ours.OffsetLag, ours.TimeLag.Round(time.Millisecond))
+	})
 }
 
 // kafkaConsumerGroups runs Kafka's kafka-consumer-groups --describe for

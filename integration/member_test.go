@@ -123,82 +123,75 @@ func (g *commitGaps) reset() {
 // lost, and the duplicates are the killed member's uncommitted work.
 func TestMemberKilled(t *testing.T) {
 	c := integration.Shared(t)
-	for _, proto := range []consumer.GroupProtocol{consumer.GroupProtocolClassic, consumer.GroupProtocolConsumer} {
-		t.Run(proto.String(), func(t *testing.T) {
-			if proto == consumer.GroupProtocolConsumer {
-				c.RequireConsumerGroups(t)
-			} else {
-				c.RequireSessionTimeout(t, memberSessionTO)
-			}
-			s := newScenario(t, c, 6, 1)
-			stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 50, 20*time.Millisecond)
-			defer stopLoad()
+	eachProtocol(t, c, memberSessionTO, func(t *testing.T, proto consumer.GroupProtocol) {
+		s := newScenario(t, c, 6, 1)
+		stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 50, 20*time.Millisecond)
+		defer stopLoad()
 
-			gaps := []*commitGaps{{}, {}}
-			counts := make([]atomic.Int64, 2)
-			for i := range gaps {
-				rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
-					time.Sleep(time.Millisecond)
-					s.ledger.Handled(r.Topic, r.Partition, r.Offset)
-					counts[i].Add(1)
-					return nil
-				}, memberOpts(c.Brokers, s.topic, s.group, proto, consumer.WithHooks(gaps[i], commitChecker{s}))...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				run(t, rt)
+		gaps := []*commitGaps{{}, {}}
+		counts := make([]atomic.Int64, 2)
+		for i := range gaps {
+			rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+				time.Sleep(time.Millisecond)
+				s.ledger.Handled(r.Topic, r.Partition, r.Offset)
+				counts[i].Add(1)
+				return nil
+			}, memberOpts(c.Brokers, s.topic, s.group, proto, consumer.WithHooks(gaps[i], commitChecker{s}))...)
+			if err != nil {
+				t.Fatal(err)
 			}
-			env := []string{memberEnv + "=" + strings.Join(c.Brokers, ",") + "|" + s.topic + "|" + s.group + "|" + proto.String()}
-			victim := testkit.StartChild(t, env, s.ledger, s.topic)
-			for i := range counts {
-				progress(t, fmt.Sprintf("survivor %d to handle records", i), &counts[i], 50)
-			}
-			_, before := s.ledger.Progress()
-			testkit.Eventually(t, 2*time.Minute, "the victim to handle records", func() bool {
-				_, h := s.ledger.Progress()
-				return h > before+200
-			})
-			if proto == consumer.GroupProtocolConsumer {
-				assertGroupType(t, c.Brokers, s.group, "consumer")
-			}
-
-			victim.Kill()
-			killed := time.Now()
-			for _, g := range gaps {
-				g.reset()
-			}
-			_, _, dupsBefore, _ := s.ledger.Counts()
-			replacement := testkit.StartChild(t, env, s.ledger, s.topic)
-			defer replacement.Kill()
-			// Watch the survivors for the time the dead member's session
-			// takes to expire, plus a rebalance.
-			watch := memberSessionTO + 10*time.Second
-			bound := memberSessionTO + 8*time.Second // classic: the join waits for the dead member
-			if proto == consumer.GroupProtocolConsumer {
-				bound = 5*memberCommit + 3*time.Second // nothing waits for the dead member
-			}
-			for i := range counts {
-				progress(t, fmt.Sprintf("survivor %d to go on after the kill", i), &counts[i], 50)
-			}
-			for time.Since(killed) < watch {
-				time.Sleep(100 * time.Millisecond) // sampling the gaps, which the hooks record
-			}
-			var longest time.Duration
-			var failed int
-			for i, g := range gaps {
-				gap, f := g.since()
-				longest, failed = max(longest, gap), failed+f
-				if gap > bound {
-					t.Errorf("survivor %d went %v without a successful commit after the kill (bound %v, %d failed commits)", i, gap.Round(time.Millisecond), bound, f)
-				}
-			}
-			stopLoad()
-			s.ledger.WaitAll(t, 3*time.Minute)
-			_, _, dups, _ := s.ledger.Counts()
-			s.report("member-killed-"+proto.String(), noBound, fmt.Sprintf("protocol=%s longest_commit_gap=%s bound=%s failed_commits=%d duplicates_after_kill=%d",
-				proto, longest.Round(time.Millisecond), bound, failed, dups-dupsBefore))
+			run(t, rt)
+		}
+		env := []string{memberEnv + "=" + strings.Join(c.Brokers, ",") + "|" + s.topic + "|" + s.group + "|" + proto.String()}
+		victim := testkit.StartChild(t, env, s.ledger, s.topic)
+		for i := range counts {
+			progress(t, fmt.Sprintf("survivor %d to handle records", i), &counts[i], 50)
+		}
+		_, before := s.ledger.Progress()
+		testkit.Eventually(t, 2*time.Minute, "the victim to handle records", func() bool {
+			_, h := s.ledger.Progress()
+			return h > before+200
 		})
-	}
+		if proto == consumer.GroupProtocolConsumer {
+			assertGroupType(t, c.Brokers, s.group, "consumer")
+		}
+
+		victim.Kill()
+		killed := time.Now()
+		for _, g := range gaps {
+			g.reset()
+		}
+		_, _, dupsBefore, _ := s.ledger.Counts()
+		replacement := testkit.StartChild(t, env, s.ledger, s.topic)
+		defer replacement.Kill()
+		// Watch the survivors for the time the dead member's session
+		// takes to expire, plus a rebalance.
+		watch := memberSessionTO + 10*time.Second
+		bound := memberSessionTO + 8*time.Second // classic: the join waits for the dead member
+		if proto == consumer.GroupProtocolConsumer {
+			bound = 5*memberCommit + 3*time.Second // nothing waits for the dead member
+		}
+		for i := range counts {
+			progress(t, fmt.Sprintf("survivor %d to go on after the kill", i), &counts[i], 50)
+		}
+		for time.Since(killed) < watch {
+			time.Sleep(100 * time.Millisecond) // sampling the gaps, which the hooks record
+		}
+		var longest time.Duration
+		var failed int
+		for i, g := range gaps {
+			gap, f := g.since()
+			longest, failed = max(longest, gap), failed+f
+			if gap > bound {
+				t.Errorf("survivor %d went %v without a successful commit after the kill (bound %v, %d failed commits)", i, gap.Round(time.Millisecond), bound, f)
+			}
+		}
+		stopLoad()
+		s.ledger.WaitAll(t, 3*time.Minute)
+		_, _, dups, _ := s.ledger.Counts()
+		s.report("member-killed-"+proto.String(), noBound, fmt.Sprintf("protocol=%s longest_commit_gap=%s bound=%s failed_commits=%d duplicates_after_kill=%d",
+			proto, longest.Round(time.Millisecond), bound, failed, dups-dupsBefore))
+	})
 }
 
 // assertGroupType checks that the broker lists group as a group of type
@@ -228,46 +221,39 @@ func assertGroupType(t *testing.T, brokers []string, group, typ string) {
 // member, more).
 func TestGroupChaos(t *testing.T) {
 	c := integration.Shared(t)
-	for _, proto := range []consumer.GroupProtocol{consumer.GroupProtocolClassic, consumer.GroupProtocolConsumer} {
-		t.Run(proto.String(), func(t *testing.T) {
-			if proto == consumer.GroupProtocolConsumer {
-				c.RequireConsumerGroups(t)
-			} else {
-				c.RequireSessionTimeout(t, memberSessionTO)
+	eachProtocol(t, c, memberSessionTO, func(t *testing.T, proto consumer.GroupProtocol) {
+		s := newScenario(t, c, 6, 1)
+		stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 50, 20*time.Millisecond)
+		defer stopLoad()
+		env := []string{memberEnv + "=" + strings.Join(c.Brokers, ",") + "|" + s.topic + "|" + s.group + "|" + proto.String()}
+		members := make([]*testkit.Child, 3)
+		for i := range members {
+			members[i] = testkit.StartChild(t, env, s.ledger, s.topic)
+		}
+		defer func() {
+			for _, m := range members {
+				m.Kill()
 			}
-			s := newScenario(t, c, 6, 1)
-			stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 50, 20*time.Millisecond)
-			defer stopLoad()
-			env := []string{memberEnv + "=" + strings.Join(c.Brokers, ",") + "|" + s.topic + "|" + s.group + "|" + proto.String()}
-			members := make([]*testkit.Child, 3)
-			for i := range members {
-				members[i] = testkit.StartChild(t, env, s.ledger, s.topic)
-			}
-			defer func() {
-				for _, m := range members {
-					m.Kill()
-				}
-			}()
-			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
-			kills := integration.Scale(3)
-			for k := 0; k < kills; k++ {
-				_, before := s.ledger.Progress()
-				target := before + 1000 + rng.IntN(2000)
-				testkit.Eventually(t, 3*time.Minute, fmt.Sprintf("kill %d: the group to handle %d more records", k, target-before), func() bool {
-					_, h := s.ledger.Progress()
-					return h >= target
-				})
-				i := rng.IntN(len(members))
-				members[i].Kill()
-				members[i] = testkit.StartChild(t, env, s.ledger, s.topic)
-			}
-			stopLoad()
-			s.ledger.WaitAll(t, 3*time.Minute)
-			exp, _, dups, _ := s.ledger.Counts()
-			s.report("group-chaos-"+proto.String(), noBound, fmt.Sprintf("protocol=%s kills=%d session=%s duplicates_per_kill=%d duplicate_share=%.2f%%",
-				proto, kills, memberSessionTO, dups/kills, 100*float64(dups)/float64(exp)))
-		})
-	}
+		}()
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
+		kills := integration.Scale(3)
+		for k := 0; k < kills; k++ {
+			_, before := s.ledger.Progress()
+			target := before + 1000 + rng.IntN(2000)
+			testkit.Eventually(t, 3*time.Minute, fmt.Sprintf("kill %d: the group to handle %d more records", k, target-before), func() bool {
+				_, h := s.ledger.Progress()
+				return h >= target
+			})
+			i := rng.IntN(len(members))
+			members[i].Kill()
+			members[i] = testkit.StartChild(t, env, s.ledger, s.topic)
+		}
+		stopLoad()
+		s.ledger.WaitAll(t, 3*time.Minute)
+		exp, _, dups, _ := s.ledger.Counts()
+		s.report("group-chaos-"+proto.String(), noBound, fmt.Sprintf("protocol=%s kills=%d session=%s duplicates_per_kill=%d duplicate_share=%.2f%%",
+			proto, kills, memberSessionTO, dups/kills, 100*float64(dups)/float64(exp)))
+	})
 }
 
 // TestStaticMemberRestart: a static member (consumer.InstanceID) that
@@ -276,53 +262,46 @@ func TestGroupChaos(t *testing.T) {
 // and nothing is lost.
 func TestStaticMemberRestart(t *testing.T) {
 	c := integration.Shared(t)
-	for _, proto := range []consumer.GroupProtocol{consumer.GroupProtocolClassic, consumer.GroupProtocolConsumer} {
-		t.Run(proto.String(), func(t *testing.T) {
-			if !c.Real() {
-				integration.Unavailable(t, "static membership needs a real Kafka broker (kfake: %s)", c)
+	eachProtocol(t, c, memberSessionTO, func(t *testing.T, proto consumer.GroupProtocol) {
+		if !c.Real() {
+			integration.Unavailable(t, "static membership needs a real Kafka broker (kfake: %s)", c)
+		}
+		s := newScenario(t, c, 4, 1)
+		stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 20, 20*time.Millisecond)
+		defer stopLoad()
+		own := []*ownership{{}, {}}
+		mk := func(id string, counts *atomic.Int64, o *ownership) *consumer.Runtime {
+			rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+				s.ledger.Handled(r.Topic, r.Partition, r.Offset)
+				counts.Add(1)
+				return nil
+			}, memberOpts(c.Brokers, s.topic, s.group, proto, consumer.InstanceID(s.group+"-"+id),
+				consumer.WithHooks(o, commitChecker{s}))...)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if proto == consumer.GroupProtocolConsumer {
-				c.RequireConsumerGroups(t)
-			} else {
-				c.RequireSessionTimeout(t, memberSessionTO)
-			}
-			s := newScenario(t, c, 4, 1)
-			stopLoad := s.load(testkit.NewProducer(t, c.Brokers), 20, 20*time.Millisecond)
-			defer stopLoad()
-			own := []*ownership{{}, {}}
-			mk := func(id string, counts *atomic.Int64, o *ownership) *consumer.Runtime {
-				rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
-					s.ledger.Handled(r.Topic, r.Partition, r.Offset)
-					counts.Add(1)
-					return nil
-				}, memberOpts(c.Brokers, s.topic, s.group, proto, consumer.InstanceID(s.group+"-"+id),
-					consumer.WithHooks(o, commitChecker{s}))...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return rt
-			}
-			var na, nb atomic.Int64
-			stopA := run(t, mk("a", &na, own[0]))
-			run(t, mk("b", &nb, own[1]))
-			testkit.Eventually(t, time.Minute, "the two members to own two partitions each", func() bool {
-				return own[0].owned() == 2 && own[1].owned() == 2
-			})
-			progress(t, "member b to handle records", &nb, 50)
-			settled := own[1].revoked()
-			stopA()
-			var na2 atomic.Int64
-			run(t, mk("a", &na2, own[0]))
-			progress(t, "member a, restarted, to handle records", &na2, 50)
-			progress(t, "member b to go on after a came back", &nb, 200)
-			if got := own[1].revoked(); got != settled {
-				t.Errorf("member b had %d partitions revoked when static member a restarted: a rebalance happened", got-settled)
-			}
-			stopLoad()
-			s.ledger.WaitAll(t, 2*time.Minute)
-			s.report("static-restart-"+proto.String(), noBound, fmt.Sprintf("protocol=%s revoked_on_restart=%d", proto, own[1].revoked()-settled))
+			return rt
+		}
+		var na, nb atomic.Int64
+		stopA := run(t, mk("a", &na, own[0]))
+		run(t, mk("b", &nb, own[1]))
+		testkit.Eventually(t, time.Minute, "the two members to own two partitions each", func() bool {
+			return own[0].owned() == 2 && own[1].owned() == 2
 		})
-	}
+		progress(t, "member b to handle records", &nb, 50)
+		settled := own[1].revoked()
+		stopA()
+		var na2 atomic.Int64
+		run(t, mk("a", &na2, own[0]))
+		progress(t, "member a, restarted, to handle records", &na2, 50)
+		progress(t, "member b to go on after a came back", &nb, 200)
+		if got := own[1].revoked(); got != settled {
+			t.Errorf("member b had %d partitions revoked when static member a restarted: a rebalance happened", got-settled)
+		}
+		stopLoad()
+		s.ledger.WaitAll(t, 2*time.Minute)
+		s.report("static-restart-"+proto.String(), noBound, fmt.Sprintf("protocol=%s revoked_on_restart=%d", proto, own[1].revoked()-settled))
+	})
 }
 
 // ownership is a HookRebalance keeping the partitions a member owns and
@@ -379,4 +358,21 @@ func (o *ownership) revoked() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.revs
+}
+
+// eachProtocol runs f as a subtest under each group protocol, after
+// checking that the brokers serve it (else the subtest is unavailable, see
+// [integration.Unavailable]): KIP-848 groups, or classic sessions as short
+// as classicSession.
+func eachProtocol(t *testing.T, c *integration.Cluster, classicSession time.Duration, f func(t *testing.T, proto consumer.GroupProtocol)) {
+	for _, proto := range []consumer.GroupProtocol{consumer.GroupProtocolClassic, consumer.GroupProtocolConsumer} {
+		t.Run(proto.String(), func(t *testing.T) {
+			if proto == consumer.GroupProtocolConsumer {
+				c.RequireConsumerGroups(t)
+			} else {
+				c.RequireSessionTimeout(t, classicSession)
+			}
+			f(t, proto)
+		})
+	}
 }
