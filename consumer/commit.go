@@ -25,6 +25,9 @@ type commitSnap struct {
 // if it moved past the last commit. Called with mu held.
 func (ps *pstate) addUncommitted(offsets map[string]map[int32]kgo.EpochOffset, snaps []commitSnap, now time.Time) (map[string]map[int32]kgo.EpochOffset, []commitSnap) {
 	wm, epoch, ok := ps.tr.Watermark()
+	if ok && ps.floor >= 0 && ps.floor < wm {
+		wm, epoch = ps.floor, -1 // an older generation's record is not terminal
+	}
 	if !ok || wm <= ps.commit {
 		return offsets, snaps
 	}

@@ -142,6 +142,13 @@ func (rt *Runtime) finish(ps *pstate, it item, terminal bool) {
 		if terminal {
 			ps.completed++
 		}
+		if it.gen != ps.gen {
+			ps.oldPending--
+			ps.oldAborted = ps.oldAborted || !terminal
+			if ps.oldPending == 0 && !ps.oldAborted {
+				ps.floor = -1
+			}
+		}
 		if terminal && it.gen == ps.gen {
 			if ps.fails != nil {
 				delete(ps.fails, it.rec.Offset)

@@ -300,16 +300,21 @@ func (rt *Runtime) revoke(tps map[string][]int32, lost bool, wait time.Duration)
 
 // restartAt returns where consuming ps must start again: its oldest record
 // not yet terminal, or, when every admitted record is terminal, the
-// watermark. ok is false when nothing was admitted since the last rebase.
+// watermark; no later than an older generation's record not yet terminal
+// (ps.floor). ok is false when nothing was admitted since the last rebase
+// and no such record is left.
 // Called with mu held.
-func (ps *pstate) restartAt() (kgo.EpochOffset, bool) {
-	if _, off, _, ok := ps.tr.Oldest(); ok {
-		return kgo.EpochOffset{Epoch: -1, Offset: off}, true
+func (ps *pstate) restartAt() (at kgo.EpochOffset, ok bool) {
+	if _, off, _, has := ps.tr.Oldest(); has {
+		at, ok = kgo.EpochOffset{Epoch: -1, Offset: off}, true
+	} else if wm, epoch, has := ps.tr.Watermark(); has {
+		at, ok = kgo.EpochOffset{Epoch: epoch, Offset: wm}, true
 	}
-	if wm, epoch, ok := ps.tr.Watermark(); ok {
-		return kgo.EpochOffset{Epoch: epoch, Offset: wm}, true
+	if ps.floor >= 0 && (!ok || ps.floor < at.Offset) {
+		// An older generation's record below the reset is not terminal.
+		at, ok = kgo.EpochOffset{Epoch: -1, Offset: ps.floor}, true
 	}
-	return kgo.EpochOffset{}, false
+	return at, ok
 }
 
 // stopPartition marks ps revoking, removes it from the runtime and drops its

@@ -185,3 +185,36 @@ func TestRouterDueHoldsOnlyItsPartition(t *testing.T) {
 	t.Logf("main topic drained %v before the tier was due; first tier record handled %v after due",
 		due.Sub(lastMain).Round(time.Millisecond), firstTier.Sub(due).Round(time.Millisecond))
 }
+
+// TestRouterDueAfterDrainedSpan: a partition whose first record not yet due
+// comes when nothing else is pending, with a fetch estimate larger than
+// its span (small windows, small records), still handles every record once
+// it is due: the span has nothing pending to wait for, so it must not
+// pause the partition (a pause no completion would lift).
+func TestRouterDueAfterDrainedSpan(t *testing.T) {
+	_, brokers := testkit.Cluster(t, 1, "tier")
+	due := time.Now().Add(time.Second)
+	var recs []*kgo.Record
+	for i := 0; i < 100; i++ {
+		r := &kgo.Record{Topic: "tier", Value: []byte("0123456789")}
+		if i >= 50 {
+			r.Headers = []kgo.RecordHeader{{Key: "due", Value: strconv.AppendInt(nil, due.UnixMilli(), 10)}}
+		}
+		recs = append(recs, r)
+	}
+	if err := testkit.NewProducer(t, brokers).Client().ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ledger := testkit.NewLedger(recs)
+	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+		ledger.Handled(r.Topic, r.Partition, r.Offset)
+		return nil
+	}, consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("tier"),
+		consumer.PartitionMaxRecords(10), consumer.WithRouter(testRouter{divertTo: "unused"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, rt)
+	defer stop()
+	ledger.WaitAll(t, 30*time.Second)
+}

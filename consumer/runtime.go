@@ -152,6 +152,15 @@ type pstate struct {
 	// gen counts tracker generations: data loss that reuses offsets starts
 	// a new tracker, and completions of older records no longer count.
 	gen uint32
+	// floor is the oldest offset of an older generation's records not yet
+	// terminal when their tracker was replaced (-1: none): commits and
+	// restarts stay at or below it until every one of them finished
+	// (oldPending counts them), for such a record is still in the log
+	// below the reset and must not be committed past. oldAborted: one of
+	// them ended without a terminal state, so the floor stays.
+	floor      int64
+	oldPending int
+	oldAborted bool
 	// next is the offset the client should return next (-1: unknown), to
 	// tell deleted records from ordinary offset gaps.
 	next int64
@@ -650,7 +659,9 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 			if ps.win.ExpectFetch(fetchRecs-drainedRecs, fetchBytes-drainedBytes) {
 				rt.setReason(ps, partition.WindowFull)
 			}
-			if ps.tr.Pending()+fetchRecs-passed > rt.cfg.maxSpan && rt.setReason(ps, partition.SpanFull) {
+			// Only with records pending: SpanFull is lifted by a
+			// completion, and with none pending none would come.
+			if ps.tr.Pending() > 0 && ps.tr.Pending()+fetchRecs-passed > rt.cfg.maxSpan && rt.setReason(ps, partition.SpanFull) {
 				if s, ok := rt.stuckRecord(ps, partition.SpanFull, now); ok {
 					stuck = append(stuck, s)
 				}
@@ -699,9 +710,20 @@ func (rt *Runtime) fetchEstimate() (records int, bytes int64) {
 }
 
 // rebase starts ps's tracking over after data loss that reused offsets:
-// records admitted before still run and release their window, but no
-// longer decide what is committed. Called with mu held.
+// records admitted before still run and release their window, and no
+// longer move the watermark, but commits stay at or below the oldest of
+// them not yet terminal (ps.floor) until they all finished. Called with mu
+// held.
 func (rt *Runtime) rebase(ps *pstate) {
+	if _, off, _, ok := ps.tr.Oldest(); ok {
+		if ps.floor < 0 || off < ps.floor {
+			ps.floor = off
+		}
+	}
+	// Every record in the window now belongs to an older generation.
+	if ps.oldPending = ps.win.Records(); ps.oldPending == 0 && !ps.oldAborted {
+		ps.floor = -1
+	}
 	ps.gen++
 	ps.tr = partition.Tracker{}
 	clear(ps.fails)
@@ -776,7 +798,7 @@ type refetchEvent struct {
 }
 
 func (rt *Runtime) newPartition(key tp) *pstate {
-	ps := &pstate{tp: key, win: partition.NewWindow(rt.limits), quit: make(chan struct{}), commit: -1, next: -1, hwm: -1, lso: -1,
+	ps := &pstate{tp: key, win: partition.NewWindow(rt.limits), quit: make(chan struct{}), commit: -1, next: -1, floor: -1, hwm: -1, lso: -1,
 		rank: rt.rankOf(key.topic)}
 	if ps.rank > 0 && rt.prioMarks[ps.rank].paused {
 		rt.setReason(ps, partition.Priority)
