@@ -623,9 +623,10 @@ func (m *Monitor) publish(ctx context.Context, s Signal) {
 	}
 }
 
-// tombstone lifts this instance's signal of topic.
+// tombstone lifts this instance's signal of topic, bounded by ctx (the
+// runtime's stop bound) and the heartbeat interval.
 func (m *Monitor) tombstone(ctx context.Context, topic string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Heartbeat)
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
 	defer cancel()
 	if err := m.pub.Tombstone(ctx, topic, m.cfg.Instance, m.cfg.Group); err != nil {
 		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: writing a tombstone failed; the signal expires at its TTL", "topic", topic, "err", err)
@@ -660,9 +661,12 @@ func (m *Monitor) stop(ctx context.Context) {
 	if len(resume) > 0 {
 		m.rt.Resume(partition.Lag, resume) // what this monitor paused is not left paused
 	}
+	// One bound for all: the tombstones go out together.
+	var wg sync.WaitGroup
 	for _, t := range topics {
-		m.tombstone(ctx, t)
+		wg.Go(func() { m.tombstone(ctx, t) })
 	}
+	wg.Wait()
 }
 
 // Lag returns the latest measure of every topic the runtime is assigned,

@@ -423,9 +423,7 @@ func (r *Reader) Stats() ReaderStats {
 	r.sweepLocked(now)
 	r.notifyLocked()
 	st := r.st
-	for _, t := range r.table.Topics(now) {
-		st.Live += len(r.table.Signals(t, now))
-	}
+	st.Live = r.table.Len() // the sweep above dropped what expired by now
 	for p := range r.parts {
 		st.Partitions = append(st.Partitions, p)
 	}
@@ -682,28 +680,31 @@ func (r *Reader) maybeCaughtUpLocked() {
 }
 
 func (r *Reader) report(rj Rejection) {
-	if r.cfg.onReject == nil {
-		return
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			r.setErr(fmt.Errorf("lagmonitor: ReadOnReject hook panicked: %v", v))
+	if r.cfg.onReject != nil {
+		if err := callHook("ReadOnReject", func() { r.cfg.onReject(rj) }); err != nil {
+			r.setErr(err)
 		}
-	}()
-	r.cfg.onReject(rj)
+	}
 }
 
 func (r *Reader) setErr(err error) {
 	r.keepErr(err)
-	if r.cfg.onError == nil {
-		return
+	if r.cfg.onError != nil {
+		if err := callHook("ReadOnError", func() { r.cfg.onError(err) }); err != nil {
+			r.keepErr(err) // not setErr: that would call the hook again
+		}
 	}
+}
+
+// callHook calls a user's hook, turning a panic into an error.
+func callHook(name string, fn func()) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			r.keepErr(fmt.Errorf("lagmonitor: ReadOnError hook panicked: %v", v))
+			err = fmt.Errorf("lagmonitor: %s hook panicked: %v", name, v)
 		}
 	}()
-	r.cfg.onError(err)
+	fn()
+	return nil
 }
 
 func (r *Reader) keepErr(err error) {
