@@ -260,7 +260,8 @@ func (p *Producer) Start(ctx context.Context) error {
 // records waiting for admission with [ErrClosed], delivers the promises
 // of refused records, and closes the client if [New] built it (flush
 // first: see [Producer.Flush]). A wrapped client stays open. Close may be
-// called more than once.
+// called more than once. A record produced after Close fails with
+// [ErrClosed], its promise called on a goroutine of its own.
 func (p *Producer) Close() {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
@@ -270,10 +271,13 @@ func (p *Producer) Close() {
 		close(p.quit)
 		p.reader.Close()
 		p.loops.Wait()
-		p.refusals.close()
 		if p.own {
+			// First: the records it fails call their promises, which
+			// may produce again; their refusals still go through the
+			// queue.
 			p.cl.Close()
 		}
+		p.refusals.close()
 	})
 }
 

@@ -17,6 +17,7 @@ type refusalQueue struct {
 	mu      sync.Mutex
 	q       []refusal
 	closing bool
+	ended   bool          // the goroutine has returned
 	wake    chan struct{} // capacity 1
 	done    chan struct{} // closed when the goroutine has returned
 }
@@ -34,15 +35,18 @@ func (q *refusalQueue) start(promiseMu *sync.Mutex) {
 	go q.run()
 }
 
-// push queues promise(r, err); after close it calls it at once.
+// push queues promise(r, err). Once the queue's goroutine has returned
+// (after close) it is called on a goroutine of its own, still under
+// promiseMu: never inline, for the caller may be a promise itself (a retry
+// after Close), holding promiseMu.
 func (q *refusalQueue) push(promise func(*kgo.Record, error), r *kgo.Record, err error) {
 	if promise == nil {
 		return
 	}
 	q.mu.Lock()
-	if q.closing {
+	if q.ended {
 		q.mu.Unlock()
-		q.call(refusal{promise, r, err})
+		go q.call(refusal{promise, r, err})
 		return
 	}
 	q.q = append(q.q, refusal{promise, r, err})
@@ -60,12 +64,15 @@ func (q *refusalQueue) run() {
 			q.mu.Lock()
 			batch := q.q
 			q.q = nil
-			closing := q.closing
+			if len(batch) == 0 && q.closing {
+				// What a promise pushed while closing was delivered
+				// above; what comes now goes to push's own goroutine.
+				q.ended = true
+				q.mu.Unlock()
+				return
+			}
 			q.mu.Unlock()
 			if len(batch) == 0 {
-				if closing {
-					return
-				}
 				break
 			}
 			for _, x := range batch {
@@ -81,8 +88,8 @@ func (q *refusalQueue) call(x refusal) {
 	x.promise(x.r, x.err)
 }
 
-// close delivers what is queued and stops the goroutine; later pushes
-// are delivered at once.
+// close delivers what is queued, including what its promises push
+// meanwhile, and stops the goroutine; see push for later ones.
 func (q *refusalQueue) close() {
 	q.mu.Lock()
 	q.closing = true
