@@ -30,8 +30,10 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 	class, rank, known := p.classOf(ctx, r)
 	if !known {
 		p.cnt.unknownClass.Add(1)
-		p.logSampled(kgo.LogLevelWarn, "unknown-class", "floodgate producer: a record's class is not in the order; it counts as the least important",
-			"topic", f.topic, "class", class, "order", p.cfg.order.String())
+		if p.logsAt(kgo.LogLevelWarn) {
+			p.logSampled(kgo.LogLevelWarn, "unknown-class", "floodgate producer: a record's class is not in the order; it counts as the least important",
+				"topic", f.topic, "class", class, "order", p.cfg.order.String())
+		}
 		class = p.ctl.classes[rank]
 	}
 	f.offered[rank].Add(1)

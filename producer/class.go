@@ -2,6 +2,7 @@ package producer
 
 import (
 	"context"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -54,9 +55,10 @@ func (p *Producer) classOf(ctx context.Context, r *kgo.Record) (class priority.C
 	if rank, ok := p.cfg.order.Rank(class); ok {
 		return class, rank, true
 	}
-	if c, err := p.cfg.order.Parse(string(class)); err == nil { // surrounding spaces
-		rank, _ := p.cfg.order.Rank(c)
-		return c, rank, true
+	if c := priority.Class(strings.TrimSpace(string(class))); c != class { // surrounding spaces
+		if rank, ok := p.cfg.order.Rank(c); ok {
+			return c, rank, true
+		}
 	}
 	return class, len(p.ctl.classes) - 1, false
 }

@@ -53,16 +53,21 @@ func (s *logSampler) allow(key string, now time.Time) (bool, uint64) {
 // lets level through. keyvals alternate keys and values, as for
 // kgo.Logger.
 func (p *Producer) logf(level kgo.LogLevel, msg string, keyvals ...any) {
-	if p.log == nil || p.log.Level() < level {
-		return
+	if p.logsAt(level) {
+		p.log.Log(level, msg, keyvals...)
 	}
-	p.log.Log(level, msg, keyvals...)
+}
+
+// logsAt reports whether a line at level would be logged: callers on the
+// record path check it before they build the line's key and values.
+func (p *Producer) logsAt(level kgo.LogLevel) bool {
+	return p.log != nil && p.log.Level() >= level
 }
 
 // logSampled logs at most one line of key per logEvery, adding the
 // number held back since ("suppressed").
 func (p *Producer) logSampled(level kgo.LogLevel, key, msg string, keyvals ...any) {
-	if p.log == nil || p.log.Level() < level {
+	if !p.logsAt(level) {
 		return
 	}
 	ok, n := p.logs.allow(key, time.Now())
@@ -76,6 +81,9 @@ func (p *Producer) logSampled(level kgo.LogLevel, key, msg string, keyvals ...an
 func (p *Producer) emit(d Decision) {
 	for _, h := range p.hooks.decision {
 		h.OnDecision(d)
+	}
+	if !p.logsAt(kgo.LogLevelInfo) {
+		return
 	}
 	what := "floodgate producer: record " + d.Outcome.String()
 	if d.Shadow {
@@ -93,6 +101,9 @@ func (p *Producer) levelChanged(c *LevelChange) {
 	}
 	for _, h := range p.hooks.level {
 		h.OnLevelChange(*c)
+	}
+	if !p.logsAt(kgo.LogLevelInfo) {
+		return
 	}
 	p.logSampled(kgo.LogLevelInfo, fmt.Sprintf("level|%s|%s", c.Topic, c.To), "floodgate producer: pressure level changed", "topic", c.Topic, "from", c.From, "to", c.To,
 		"reason", c.Pressure.Reason, "group", c.Pressure.Group, "instance", c.Pressure.Instance, "seq", c.Pressure.Seq,
