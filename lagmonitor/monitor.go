@@ -544,7 +544,11 @@ func (m *Monitor) classPauses(assigned map[string][]int32) (pause, resume map[st
 		r, known := order.Rank(c)
 		want := hot >= 0 && (!known || r > hot)
 		switch {
-		case want && !m.classPaused[topic]:
+		case want:
+			// Every evaluation, not only when the topic turns: a
+			// partition assigned or first fetched since (the runtime
+			// knows a partition once it fetched it) is paused too;
+			// pausing a paused one changes nothing.
 			m.classPaused[topic] = true
 			if pause == nil {
 				pause = map[string][]int32{}

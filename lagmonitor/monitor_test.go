@@ -2,6 +2,7 @@ package lagmonitor
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -337,58 +338,78 @@ func TestMonitorTombstonesWhenRuntimeStops(t *testing.T) {
 
 // TestMonitorPausesLessImportantClasses: while a critical topic lags, the
 // runtime's bulk partitions pause (reason lag) so the handlers serve the
-// critical one; once it is back to ok they resume.
+// critical one, including a bulk partition the runtime first fetches
+// after the pause began; once the critical topic is back to ok they
+// resume.
 func TestMonitorPausesLessImportantClasses(t *testing.T) {
-	c, brokers := testkit.Cluster(t, 1, "pay", "logs")
-	if err := c.CreateTopic("ctl", 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	classes, err := priority.NewTopics(priority.Default, priority.Normal, map[string]priority.Class{"pay": priority.Critical, "logs": priority.Bulk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hold := make(chan struct{})
-	var released atomic.Bool
-	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
-		if r.Topic == "pay" && !released.Load() {
-			select {
-			case <-hold:
-			case <-ctx.Done():
-				return ctx.Err()
+	for _, logsLater := range []bool{false, true} {
+		t.Run(fmt.Sprintf("logs_first_fetched_under_pressure=%v", logsLater), func(t *testing.T) {
+			c, brokers := testkit.Cluster(t, 1, "pay", "logs")
+			if err := c.CreateTopic("ctl", 1, nil); err != nil {
+				t.Fatal(err)
 			}
-		}
-		return nil
-	}, consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("pay", "logs"),
-		consumer.WithPriorities(priority.Default, classes), consumer.KgoOpts(ClientOpts("ctl")...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.Run(t, rt)
-	m, err := New(rt, monitorConfig("g"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runMonitor(t, m)
-	logsPaused := func() bool {
-		for _, ps := range rt.Stats().Partitions {
-			if ps.Topic == "logs" {
-				return ps.Paused.Has(partition.Lag)
+			classes, err := priority.NewTopics(priority.Default, priority.Normal, map[string]priority.Class{"pay": priority.Critical, "logs": priority.Bulk})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		return false
-	}
-	testkit.Produce(t, brokers, "logs", 10, 1, 1) // logs flows: its partition is known
-	testkit.Eventually(t, time.Minute, "logs to be consumed", func() bool {
-		for _, ps := range rt.Stats().Partitions {
-			if ps.Topic == "logs" && ps.Completed == 10 {
-				return true
+			hold := make(chan struct{})
+			var released atomic.Bool
+			rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+				if r.Topic == "pay" && !released.Load() {
+					select {
+					case <-hold:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return nil
+			}, consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("pay", "logs"),
+				consumer.WithPriorities(priority.Default, classes), consumer.KgoOpts(ClientOpts("ctl")...))
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		return false
-	})
-	testkit.Produce(t, brokers, "pay", 10, 1, 1)
-	testkit.Eventually(t, time.Minute, "the bulk partitions to pause while pay lags", logsPaused)
-	released.Store(true)
-	close(hold)
-	testkit.Eventually(t, time.Minute, "the bulk partitions to resume once pay is ok", func() bool { return !logsPaused() })
+			testkit.Run(t, rt)
+			m, err := New(rt, monitorConfig("g"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			runMonitor(t, m)
+			logsPaused := func() bool {
+				for _, ps := range rt.Stats().Partitions {
+					if ps.Topic == "logs" {
+						return ps.Paused.Has(partition.Lag)
+					}
+				}
+				return false
+			}
+			logsDone := func() bool {
+				for _, ps := range rt.Stats().Partitions {
+					if ps.Topic == "logs" && ps.Completed == 10 {
+						return true
+					}
+				}
+				return false
+			}
+			if !logsLater {
+				testkit.Produce(t, brokers, "logs", 10, 1, 1) // logs flows: its partition is known
+				testkit.Eventually(t, time.Minute, "logs to be consumed", logsDone)
+			}
+			testkit.Produce(t, brokers, "pay", 10, 1, 1)
+			if logsLater {
+				// pay lags, and logs' partition, never fetched so far, is
+				// unknown to the runtime when the monitor first pauses the
+				// topic: once it is fetched, it is paused too.
+				testkit.Eventually(t, time.Minute, "the monitor to pause logs for pay's lag", func() bool {
+					m.mu.Lock()
+					defer m.mu.Unlock()
+					return m.classPaused["logs"]
+				})
+				testkit.Produce(t, brokers, "logs", 10, 1, 1)
+			}
+			testkit.Eventually(t, time.Minute, "the bulk partitions to pause while pay lags", logsPaused)
+			released.Store(true)
+			close(hold)
+			testkit.Eventually(t, time.Minute, "the bulk partitions to resume once pay is ok", func() bool { return !logsPaused() })
+		})
+	}
 }
