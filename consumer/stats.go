@@ -132,7 +132,7 @@ func (rt *Runtime) Stats() Stats {
 		var oldestTS time.Time
 		if _, off, st, ok := ps.tr.Oldest(); ok {
 			next, oldestTS = off, time.UnixMilli(st.Record)
-		} else if wm, _, ok := ps.tr.Watermark(); ok {
+		} else if wm >= 0 {
 			next = wm
 		}
 		p := PartitionStats{

@@ -126,9 +126,13 @@ type TopicLag struct {
 type Monitor struct {
 	cfg Config
 	rt  *consumer.Runtime
-	pub *Publisher
-	log kgo.Logger
-	adm *kadm.Client
+	// readCommitted: the runtime's client reads committed records only
+	// (fixed with the client), so its lag is against the last stable
+	// offset.
+	readCommitted bool
+	pub           *Publisher
+	log           kgo.Logger
+	adm           *kadm.Client
 
 	levelHooks []HookLevelChange
 	pubHooks   []HookPublish
@@ -190,15 +194,16 @@ func New(rt *consumer.Runtime, cfg Config) (*Monitor, error) {
 		return nil, fmt.Errorf("%w (the runtime's client needs ClientOpts(%q): consumer.KgoOpts(lagmonitor.ClientOpts(...)...) for a runtime built by consumer.New)", err, cfg.ControlTopic)
 	}
 	m := &Monitor{
-		cfg:         cfg,
-		rt:          rt,
-		pub:         pub,
-		adm:         kadm.NewClient(cl),
-		parts:       make(map[partKey]*partMonitor),
-		topics:      make(map[string]*topicMonitor),
-		ends:        make(map[partKey]endPoint),
-		classPaused: make(map[string]bool),
-		commit:      make(map[partKey]int64),
+		cfg:           cfg,
+		rt:            rt,
+		readCommitted: rt.Stats().ReadCommitted,
+		pub:           pub,
+		adm:           kadm.NewClient(cl),
+		parts:         make(map[partKey]*partMonitor),
+		topics:        make(map[string]*topicMonitor),
+		ends:          make(map[partKey]endPoint),
+		classPaused:   make(map[string]bool),
+		commit:        make(map[partKey]int64),
 	}
 	m.log, _ = cl.OptValue(kgo.WithLogger).(kgo.Logger)
 	// The runtime closes a client it built when it stops: write the
@@ -349,7 +354,7 @@ func (m *Monitor) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.RefreshInterval)
 	defer cancel()
 	list := m.adm.ListEndOffsets
-	if m.rt.Stats().ReadCommitted {
+	if m.readCommitted {
 		list = m.adm.ListCommittedOffsets // the last stable offsets
 	}
 	ends, err := list(ctx, topics...)
@@ -440,20 +445,16 @@ func (m *Monitor) evaluate(ctx context.Context) {
 			}
 			seen[k] = true
 			pm := m.part(k)
-			l := PartitionLag{Topic: t, Partition: p, End: -1, Next: -1}
+			end, next := int64(-1), int64(-1)
 			if e, ok := m.ends[k]; ok {
 				pm.hist.observe(e.end, e.at)
-				l.End = e.end
+				end = e.end
 			}
 			if c, ok := m.commit[k]; ok {
-				l.Next = c
+				next = c
 			}
-			if l.End >= 0 && l.Next >= 0 {
-				l.OffsetLag = max(l.End-l.Next, 0)
-				if at, ok := pm.hist.appendedAt(l.Next); ok && l.OffsetLag > 0 {
-					l.TimeLag, l.TimeLagEstimated = max(now.Sub(at), 0), true
-				}
-			}
+			// Nothing admitted: the committed offset is where it stands.
+			l := partitionLag(consumer.PartitionStats{Topic: t, Partition: p, Next: next}, end, &pm.hist, now)
 			m.addPartition(agg(t), pm, l, l.Next, now)
 		}
 	}
