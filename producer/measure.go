@@ -38,19 +38,10 @@ func (p *Producer) refreshAll(force bool) {
 // Start to Close.
 func (p *Producer) measureLoop() {
 	defer p.loops.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-p.quit:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	tick := time.NewTicker(p.cfg.interval)
 	defer tick.Stop()
 	for {
-		p.measure(ctx)
+		p.measure(p.ctx) // cancelled by Close
 		select {
 		case <-p.quit:
 			return

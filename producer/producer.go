@@ -46,7 +46,9 @@ type Producer struct {
 	lastControlErr   error
 	lastControlErrAt time.Time
 
-	quit      chan struct{} // closed by Close
+	ctx       context.Context // cancelled by Close: what the loops run under
+	stop      context.CancelFunc
+	quit      <-chan struct{} // ctx.Done()
 	loops     sync.WaitGroup
 	closeOnce sync.Once
 
@@ -133,8 +135,9 @@ func build(cl *kgo.Client, own bool, c cfg) (*Producer, error) {
 		hooks:     newHooks(c.hooks),
 		follow:    make(map[string]*followed),
 		startDone: make(chan struct{}),
-		quit:      make(chan struct{}),
 	}
+	p.ctx, p.stop = context.WithCancel(context.Background())
+	p.quit = p.ctx.Done()
 	p.holder, _ = c.deferrer.(KeyHolder)
 	p.log, _ = cl.OptValue(kgo.WithLogger).(kgo.Logger)
 	p.defTopic, _ = cl.OptValue(kgo.DefaultProduceTopic).(string)
@@ -268,7 +271,7 @@ func (p *Producer) Close() {
 		p.closed = true
 		p.state.Store(stateClosed)
 		p.mu.Unlock()
-		close(p.quit)
+		p.stop()
 		p.reader.Close()
 		p.loops.Wait()
 		if p.own {
