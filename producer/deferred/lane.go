@@ -373,8 +373,10 @@ func (l *Lane) Stats() LaneStats {
 }
 
 // startFollowing reads the relay's committed offsets, follows the
-// deferred topics from them, and waits (within StartTimeout) until the
-// follower has read up to the end offsets found now.
+// deferred topics from them (or from a partition's log start offset, when
+// the records past the commit were deleted), and waits (within
+// StartTimeout) until the follower has read up to the end offsets found
+// now.
 func (l *Lane) startFollowing(ctx context.Context) error {
 	adm := kadm.NewClient(l.cl)
 	deferredTopics := make([]string, 0, len(l.dest))
@@ -394,10 +396,23 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("deferred: listing the deferred topics' end offsets: %w", err)
 	}
+	// Records before a partition's log start offset are gone (retention,
+	// DeleteRecords): the follower starts past them, and has nothing to
+	// read where the log starts at its end.
+	starts, err := adm.ListStartOffsets(sctx, deferredTopics...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("deferred: listing the deferred topics' start offsets: %w", err)
+	}
 	from := make(map[string]map[int32]kgo.Offset)
 	want := make(map[string]map[int32]int64) // what the follower must reach
 	ends.Each(func(o kadm.ListedOffset) {
 		start := committed[o.Topic][o.Partition]
+		if s, ok := starts.Lookup(o.Topic, o.Partition); ok && s.Offset > start {
+			start = s.Offset
+		}
 		if from[o.Topic] == nil {
 			from[o.Topic], want[o.Topic] = make(map[int32]kgo.Offset), make(map[int32]int64)
 		}
@@ -406,8 +421,10 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 			want[o.Topic][o.Partition] = o.Offset
 		}
 	})
+	// Transaction markers are kept so that an end offset just past one
+	// is seen reached; they hold no key and are skipped.
 	opts := append(kconn.Opts(l.cl), kgo.SeedBrokers(kconn.Seeds(l.cl)...), kgo.ConsumePartitions(from),
-		kgo.FetchMaxWait(100*time.Millisecond))
+		kgo.FetchMaxWait(100*time.Millisecond), kgo.KeepControlRecords())
 	follow, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("deferred: the follower's client: %w", err)
@@ -459,7 +476,7 @@ func (l *Lane) readCommitted(ctx context.Context, adm *kadm.Client) (map[string]
 
 // followLoop reads the deferred topics and holds the keys of what it
 // reads; it closes reached once every partition of want is read to its
-// offset there.
+// offset there (a transaction marker counts as read).
 func (l *Lane) followLoop(ctx context.Context, cl *kgo.Client, want map[string]map[int32]int64, reached chan struct{}) {
 	defer l.loops.Done()
 	src := make(map[string]string, len(l.dest)) // deferred topic → destination
@@ -486,7 +503,7 @@ func (l *Lane) followLoop(ctx context.Context, cl *kgo.Client, want map[string]m
 			}
 		})
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Key != nil {
+			if r.Key != nil && !r.Attrs.IsControl() {
 				l.keys.seen(src[r.Topic], r.Topic, r.Key, r.Partition, r.Offset)
 			}
 			if w, ok := want[r.Topic][r.Partition]; ok && r.Offset+1 >= w {
