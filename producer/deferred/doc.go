@@ -12,8 +12,8 @@
 //
 //	lane, err := deferred.NewLane(cl, deferred.Config{Topics: []string{"orders"}})
 //	if err != nil { ... }
-//	if err := lane.Start(ctx); err != nil { ... } // creates orders.deferred if missing
 //	defer lane.Close()
+//	if err := lane.Start(ctx); err != nil { ... } // creates orders.deferred if missing; may be retried
 //	p, err := producer.Wrap(cl, producer.ControlTopic("floodgate.pressure"), producer.Topics("orders"),
 //		producer.WithPolicy(producer.DefaultPolicy(priority.Default).DeferringShed()),
 //		producer.WithDeferrer(lane))

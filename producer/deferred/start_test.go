@@ -1,11 +1,16 @@
 package deferred
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/priority"
+	"github.com/floodgate-kafka/floodgate/producer"
 )
 
 // TestKeyOrderedStartPastDeleted: the records of a deferred partition
@@ -71,5 +76,45 @@ func TestKeyOrderedStartPastMarker(t *testing.T) {
 	}
 	if !l.Holds("orders", []byte("k")) || l.Stats().HeldKeys != 1 {
 		t.Fatalf("the lane holds k: %v (%d keys held)", l.Holds("orders", []byte("k")), l.Stats().HeldKeys)
+	}
+}
+
+// TestStartRetry: a key-ordered lane whose Start failed is not started:
+// it refuses to defer (rather than hold the keys it defers for ever) and
+// its Start may be called again.
+func TestStartRetry(t *testing.T) {
+	e := newEnv(t)
+	cl := e.client(t)
+	l, err := NewLane(cl, Config{Topics: []string{"orders"}, KeyOrdered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Start(cancelled); err == nil {
+		t.Fatal("Start with a cancelled context succeeded")
+	}
+	refused := make(chan error, 1)
+	l.Defer(testCtx(t), rec(priority.Bulk, "k", "v"), producer.Decision{Topic: "orders"}, func(_ *kgo.Record, err error) { refused <- err })
+	if got := <-refused; !errors.Is(got, ErrNotStarted) {
+		t.Fatalf("Defer after a failed Start: %v, want ErrNotStarted", got)
+	}
+	if l.Holds("orders", []byte("k")) {
+		t.Fatal("the lane holds a key it refused to defer")
+	}
+	if err := l.Start(testCtx(t)); err != nil {
+		t.Fatalf("Start again: %v", err)
+	}
+	done := make(chan error, 1)
+	l.Defer(testCtx(t), rec(priority.Bulk, "k", "v"), producer.Decision{Topic: "orders"}, func(_ *kgo.Record, err error) { done <- err })
+	if err := <-done; err != nil {
+		t.Fatalf("Defer after Start: %v", err)
+	}
+	if !l.Holds("orders", []byte("k")) {
+		t.Fatal("the started lane does not hold the key it deferred")
+	}
+	if err := l.Start(testCtx(t)); err == nil {
+		t.Fatal("a second Start of a started lane succeeded")
 	}
 }
