@@ -152,12 +152,11 @@ type Lane struct {
 	dest map[string]string // destination → deferred topic
 	keys *keys             // key-ordered lanes only
 
-	state   atomic.Int32 // stateNew, stateStarting, stateStarted, stateClosed
-	mu      sync.Mutex
-	follow  *kgo.Client // key-ordered: follows the deferred topics
-	cancel  context.CancelFunc
-	loops   sync.WaitGroup
-	startCh chan struct{}
+	state  atomic.Int32 // stateNew, stateStarting, stateStarted, stateClosed
+	mu     sync.Mutex
+	follow *kgo.Client // key-ordered: follows the deferred topics
+	cancel context.CancelFunc
+	loops  sync.WaitGroup
 
 	deferred, failed, followErrs atomic.Uint64
 	lastErr                      atomic.Pointer[error]
@@ -182,7 +181,7 @@ func NewLane(cl *kgo.Client, cfg Config) (*Lane, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	l := &Lane{cl: cl, cfg: cfg, dest: make(map[string]string), startCh: make(chan struct{})}
+	l := &Lane{cl: cl, cfg: cfg, dest: make(map[string]string)}
 	for _, t := range cfg.Topics {
 		l.dest[t] = t + cfg.Suffix
 	}
