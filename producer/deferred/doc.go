@@ -32,6 +32,15 @@
 // own cap, [RelayConfig].Rate, and a share of the rate the ok signal
 // suggests, so that it fills the room the consumers report and no more),
 // pausing the deferred partitions of a destination under pressure.
+// [NewRelay] builds its clients and [Relay.Run] releases them when it
+// returns; [Relay.Close] releases them for a relay that does not reach
+// Run, and stops one that is running:
+//
+//	r, err := deferred.NewRelay(deferred.RelayConfig{Brokers: brokers, ControlTopic: "floodgate.pressure", Topics: []string{"orders"}})
+//	if err != nil { ... }
+//	defer r.Close()
+//	... // more setup
+//	err = r.Run(ctx)
 //
 // # Delivery
 //

@@ -106,17 +106,26 @@ type Relay struct {
 	mu                              sync.Mutex
 	paused                          map[string]bool // destination → its deferred partitions are paused
 	lastErr                         error
-	ran                             atomic.Bool
+
+	runMu    sync.Mutex
+	ran      bool               // Run was called
+	closed   bool               // Close was called
+	stopRun  context.CancelFunc // ends a running Run
+	runDone  chan struct{}      // closed when Run returns
+	closeMu  sync.Mutex         // serializes Close
+	closeErr error
 }
 
 // NewRelay builds a relay (its client, its consumer runtime, its reader
-// of the control topic). It does no I/O until Run.
+// of the control topic). It does no I/O until Run; Run or Close releases
+// what it built.
 func NewRelay(cfg RelayConfig) (*Relay, error) {
 	cfg.Topics = slices.Clone(cfg.Topics)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, dest: make(map[string]string), lims: make(map[string]*rate.Limiter), paused: make(map[string]bool)}
+	r := &Relay{cfg: cfg, dest: make(map[string]string), lims: make(map[string]*rate.Limiter), paused: make(map[string]bool),
+		runDone: make(chan struct{})}
 	var deferredTopics []string
 	for _, t := range cfg.Topics {
 		r.dest[t+cfg.Suffix] = t
@@ -152,11 +161,23 @@ func (r *Relay) Runtime() *consumer.Runtime { return r.rt }
 // bound: a relay that cannot read it delivers, as producers admit), then
 // relays until ctx ends or the runtime fails; it stops the runtime
 // (which commits what was delivered) and returns nil on ctx's end, else
-// the runtime's error. Run may be called once.
+// the runtime's error. Run may be called once; after Close, it returns
+// ErrClosed at once.
 func (r *Relay) Run(ctx context.Context) error {
-	if !r.ran.CompareAndSwap(false, true) {
+	r.runMu.Lock()
+	switch {
+	case r.closed:
+		r.runMu.Unlock()
+		return ErrClosed
+	case r.ran:
+		r.runMu.Unlock()
 		return fmt.Errorf("%w: Run called twice", ErrClosed)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.ran, r.stopRun = true, cancel
+	r.runMu.Unlock()
+	defer close(r.runDone)
 	defer r.reader.Close()
 	if err := r.reader.Start(ctx); err != nil && ctx.Err() == nil {
 		r.setErr(fmt.Errorf("deferred: relaying without the control topic read to its end: %w", err))
@@ -172,6 +193,32 @@ func (r *Relay) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// Close releases what NewRelay built. Before Run, it closes the consumer
+// runtime and the control-topic reader (Run then returns ErrClosed);
+// during Run, it ends Run as the end of Run's context does (the runtime
+// stops and commits what was delivered) and waits for Run to return;
+// after Run, it does nothing. It may be called more than once, from any
+// goroutine. Give a relay that may not reach Run a deferred Close.
+func (r *Relay) Close() error {
+	r.closeMu.Lock()
+	defer r.closeMu.Unlock()
+	r.runMu.Lock()
+	first, ran, stop := !r.closed, r.ran, r.stopRun
+	r.closed = true
+	r.runMu.Unlock()
+	if !first {
+		return r.closeErr
+	}
+	if ran {
+		stop()
+		<-r.runDone
+		return nil
+	}
+	r.reader.Close()
+	r.closeErr = r.rt.Close()
+	return r.closeErr
 }
 
 // open reports whether dest takes relayed records now, and sets its

@@ -1,0 +1,66 @@
+package deferred
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/floodgate-kafka/floodgate/lagmonitor"
+)
+
+// TestRelayCloseBeforeRun: a relay closed without running leaves no
+// goroutine behind, and will not run.
+func TestRelayCloseBeforeRun(t *testing.T) {
+	e := newEnv(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	r, err := NewRelay(RelayConfig{Brokers: e.brokers, ControlTopic: ctl, Topics: []string{"orders"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close again: %v", err)
+	}
+	if err := r.Run(testCtx(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestRelayCloseDuringRun: Close ends a running Run, which returns nil,
+// and returns once it has; Close after Run is a no-op.
+func TestRelayCloseDuringRun(t *testing.T) {
+	e := newEnv(t)
+	e.level(t, lagmonitor.LevelOK)
+	cl := e.client(t)
+	e.lane(t, cl, Config{}) // creates orders.deferred
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	r, err := NewRelay(RelayConfig{Brokers: e.brokers, ControlTopic: ctl, Topics: []string{"orders"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	time.Sleep(500 * time.Millisecond) // into Run
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run ended by Close: %v", err)
+		}
+	default:
+		t.Fatal("Close returned before Run")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close again: %v", err)
+	}
+	if err := r.Run(testCtx(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close: %v, want ErrClosed", err)
+	}
+}
