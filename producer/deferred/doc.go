@@ -32,6 +32,13 @@
 // own cap, [RelayConfig].Rate, and a share of the rate the ok signal
 // suggests, so that it fills the room the consumers report and no more),
 // pausing the deferred partitions of a destination under pressure.
+// Under pressure the relay's handlers wait for the destination to be ok
+// until their context ends: the relay's consumer runtime has short revoke
+// and shutdown timeouts ([DefaultRelayRevokeTimeout],
+// [DefaultRelayShutdownTimeout]; [RelayConfig].ConsumerOpts may set
+// others), so that a rebalance or a stop under pressure takes seconds,
+// not the runtime's default 10s and 30s; the records it cancels are
+// delivered later, their offsets not committed.
 // [NewRelay] builds its clients and [Relay.Run] releases them when it
 // returns; [Relay.Close] releases them for a relay that does not reach
 // Run, and stops one that is running:

@@ -21,6 +21,14 @@ import (
 const (
 	DefaultRate           = 1000.0
 	DefaultSuggestedShare = 0.5
+	// DefaultRelayRevokeTimeout and DefaultRelayShutdownTimeout are the
+	// relay's consumer.RevokeTimeout and consumer.ShutdownTimeout, short:
+	// under pressure the relay's handlers wait for their destination to
+	// be ok until their context ends, which the runtime does only once
+	// these pass. A record whose handler is cancelled so is not
+	// committed, and is delivered after the rebalance or restart.
+	DefaultRelayRevokeTimeout   = 2 * time.Second
+	DefaultRelayShutdownTimeout = 2 * time.Second
 	// gateInterval is how often the relay reapplies its pauses (to
 	// partitions newly assigned) and checks signal expiry.
 	gateInterval = 500 * time.Millisecond
@@ -54,7 +62,10 @@ type RelayConfig struct {
 	Verifier *lagmonitor.Verifier
 	// ConsumerOpts are more options of the relay's consumer runtime, for
 	// example consumer.WithRouter to quarantine records that cannot be
-	// produced to their destination, or consumer.WithHooks.
+	// produced to their destination, or consumer.WithHooks. They come
+	// after the relay's own, which they may override: its group, topics
+	// and ordering, and its revoke and shutdown timeouts
+	// (DefaultRelayRevokeTimeout, DefaultRelayShutdownTimeout).
 	ConsumerOpts []consumer.Opt
 }
 
@@ -133,7 +144,8 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		r.lims[t] = rate.NewLimiter(rate.Limit(cfg.Rate), burstOf(cfg.Rate))
 	}
 	opts := []consumer.Opt{consumer.Brokers(cfg.Brokers...), consumer.Group(cfg.Group), consumer.Topics(deferredTopics...),
-		consumer.KgoOpts(cfg.KgoOpts...), consumer.WithOrdering(consumer.OrderPartition)}
+		consumer.KgoOpts(cfg.KgoOpts...), consumer.WithOrdering(consumer.OrderPartition),
+		consumer.RevokeTimeout(DefaultRelayRevokeTimeout), consumer.ShutdownTimeout(DefaultRelayShutdownTimeout)}
 	rt, err := consumer.New(r.handle, append(opts, cfg.ConsumerOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("deferred: the relay's consumer: %w", err)

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/floodgate-kafka/floodgate/internal/testkit"
 	"github.com/floodgate-kafka/floodgate/lagmonitor"
 )
 
@@ -62,5 +64,31 @@ func TestRelayCloseDuringRun(t *testing.T) {
 	}
 	if err := r.Run(testCtx(t)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestRelayStopsUnderPressure: a relay whose handlers wait for their
+// destination to be ok stops within a few seconds (its short shutdown
+// timeout), not after the consumer runtime's default 30s.
+func TestRelayStopsUnderPressure(t *testing.T) {
+	e := newEnv(t)
+	e.level(t, lagmonitor.LevelHigh)
+	cl := e.client(t)
+	e.lane(t, cl, Config{}) // creates orders.deferred
+	for i := range 30 {
+		r := &kgo.Record{Topic: "orders.deferred", Key: []byte{byte(i)}, Value: []byte("v")}
+		if err := cl.ProduceSync(testCtx(t), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relay, stop := e.relay(t, RelayConfig{})
+	testkit.Eventually(t, 30*time.Second, "the relay's handlers to wait for ok", func() bool { return relay.Stats().Waiting > 0 })
+	start := time.Now()
+	stop()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the relay took %v to stop under pressure", d)
+	}
+	if got := endOffsets(t, cl, "orders"); got != 0 {
+		t.Fatalf("the relay delivered %d records at high", got)
 	}
 }
