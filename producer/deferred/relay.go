@@ -112,6 +112,13 @@ type Relay struct {
 	dest   map[string]string // deferred topic → destination
 	lims   map[string]*rate.Limiter
 
+	// The destinations' gates, as the gate loop last found them: whether
+	// each takes relayed records (its level is ok, or no live signal),
+	// and a channel closed when one of them changes.
+	gmu         sync.Mutex
+	gateOpen    map[string]bool // destination → open
+	gateChanged chan struct{}
+
 	relayed, malformed, produceErrs atomic.Uint64
 	waiting                         atomic.Int64
 	mu                              sync.Mutex
@@ -136,12 +143,13 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{cfg: cfg, dest: make(map[string]string), lims: make(map[string]*rate.Limiter), paused: make(map[string]bool),
-		runDone: make(chan struct{})}
+		runDone: make(chan struct{}), gateOpen: make(map[string]bool), gateChanged: make(chan struct{})}
 	var deferredTopics []string
 	for _, t := range cfg.Topics {
 		r.dest[t+cfg.Suffix] = t
 		deferredTopics = append(deferredTopics, t+cfg.Suffix)
 		r.lims[t] = rate.NewLimiter(rate.Limit(cfg.Rate), burstOf(cfg.Rate))
+		r.gateOpen[t] = true // no signal read: open, as for producers; Run reads them first
 	}
 	opts := []consumer.Opt{consumer.Brokers(cfg.Brokers...), consumer.Group(cfg.Group), consumer.Topics(deferredTopics...),
 		consumer.KgoOpts(cfg.KgoOpts...), consumer.WithOrdering(consumer.OrderPartition),
@@ -194,6 +202,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err := r.reader.Start(ctx); err != nil && ctx.Err() == nil {
 		r.setErr(fmt.Errorf("deferred: relaying without the control topic read to its end: %w", err))
 	}
+	r.refreshGates(time.Now())
 	gctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -233,33 +242,61 @@ func (r *Relay) Close() error {
 	return r.closeErr
 }
 
-// open reports whether dest takes relayed records now, and sets its
-// limiter's rate.
-func (r *Relay) open(dest string) bool {
-	p := r.reader.Pressure(dest, time.Now())
-	if p.Level != lagmonitor.LevelOK {
-		return false
+// refreshGates reads each destination's pressure at now: a destination
+// is open while its level is ok, and its limiter's rate is then Rate, or
+// SuggestedShare of the rate its ok signal suggests if lower. It wakes
+// the handlers waiting for a gate that changed.
+func (r *Relay) refreshGates(now time.Time) {
+	opens := make(map[string]bool, len(r.lims))
+	for dest, l := range r.lims {
+		p := r.reader.Pressure(dest, now)
+		opens[dest] = p.Level == lagmonitor.LevelOK
+		if !opens[dest] {
+			continue
+		}
+		lim := r.cfg.Rate
+		if p.Rate > 0 {
+			lim = min(lim, r.cfg.SuggestedShare*p.Rate)
+		}
+		if float64(l.Limit()) != lim {
+			l.SetLimit(rate.Limit(lim))
+			l.SetBurst(burstOf(lim))
+		}
 	}
-	lim := r.cfg.Rate
-	if p.Rate > 0 {
-		lim = min(lim, r.cfg.SuggestedShare*p.Rate)
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	changed := false
+	for dest, o := range opens {
+		if r.gateOpen[dest] != o {
+			r.gateOpen[dest], changed = o, true
+		}
 	}
-	if l := r.lims[dest]; float64(l.Limit()) != lim {
-		l.SetLimit(rate.Limit(lim))
-		l.SetBurst(burstOf(lim))
+	if changed {
+		close(r.gateChanged)
+		r.gateChanged = make(chan struct{})
 	}
-	return true
 }
 
-// gateLoop pauses the deferred partitions of the destinations under
-// pressure, so that the relay fetches nothing it cannot deliver, and
-// resumes them at ok. The handler checks again: the pause only saves
-// fetching.
+// gate reports whether dest takes relayed records, as the gate loop last
+// found, and returns a channel closed when a gate changes.
+func (r *Relay) gate(dest string) (open bool, changed <-chan struct{}) {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	return r.gateOpen[dest], r.gateChanged
+}
+
+// gateLoop reads the destinations' pressure when a signal changes and
+// every gateInterval (signals expire without a change), sets their
+// gates and rates, pauses the deferred partitions of the destinations
+// under pressure, so that the relay fetches nothing it cannot deliver,
+// and resumes them at ok. The handler checks the gate again: the pause
+// only saves fetching.
 func (r *Relay) gateLoop(ctx context.Context) {
 	tick := time.NewTicker(gateInterval)
 	defer tick.Stop()
 	for {
 		changed := r.reader.Changed()
+		r.refreshGates(time.Now())
 		assigned := r.rt.Assigned()
 		for dt, dest := range r.dest {
 			ps := assigned[dt]
@@ -267,7 +304,7 @@ func (r *Relay) gateLoop(ctx context.Context) {
 				continue
 			}
 			tps := map[string][]int32{dt: ps}
-			if r.open(dest) {
+			if open, _ := r.gate(dest); open {
 				r.rt.Resume(partition.Lag, tps)
 				r.setPaused(dest, false)
 			} else {
@@ -309,7 +346,7 @@ func (r *Relay) handle(ctx context.Context, rec *kgo.Record) error {
 		r.malformed.Add(1)
 		r.setErr(fmt.Errorf("deferred: %s[%d]@%d names destination %q; relayed to %s, the topic's own", rec.Topic, rec.Partition, rec.Offset, m.Topic, dest))
 	}
-	if !r.open(dest) {
+	if open, _ := r.gate(dest); !open {
 		r.waiting.Add(1)
 		err := r.awaitOpen(ctx, dest)
 		r.waiting.Add(-1)
@@ -331,20 +368,17 @@ func (r *Relay) handle(ctx context.Context, rec *kgo.Record) error {
 	return nil
 }
 
-// awaitOpen waits until dest is open or ctx ends.
+// awaitOpen waits until the gate loop opens dest or ctx ends.
 func (r *Relay) awaitOpen(ctx context.Context, dest string) error {
-	tick := time.NewTicker(gateInterval) // signals expire without a change
-	defer tick.Stop()
 	for {
-		changed := r.reader.Changed()
-		if r.open(dest) {
+		open, changed := r.gate(dest)
+		if open {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-changed:
-		case <-tick.C:
 		}
 	}
 }

@@ -92,3 +92,35 @@ func TestRelayStopsUnderPressure(t *testing.T) {
 		t.Fatalf("the relay delivered %d records at high", got)
 	}
 }
+
+// TestRelayGates: the relay's gate follows the signals: an ok signal's
+// suggested rate sets the relay's (its share, below Rate); a high signal
+// closes the gate; when it expires, with no new signal, the gate opens
+// (fail-open) and the waiting records are delivered.
+func TestRelayGates(t *testing.T) {
+	e := newEnv(t)
+	s := lagmonitor.Signal{Topic: "orders", Group: "billing", Level: lagmonitor.LevelOK, SuggestedRate: 40, TTL: 10 * time.Minute}
+	if _, err := e.pub.Publish(testCtx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	cl := e.client(t)
+	e.lane(t, cl, Config{}) // creates orders.deferred
+	relay, _ := e.relay(t, RelayConfig{Rate: 1000, SuggestedShare: 0.5})
+	testkit.Eventually(t, 15*time.Second, "the relay to take its share of the suggested rate", func() bool {
+		return float64(relay.lims["orders"].Limit()) == 20
+	})
+	s.Level, s.SuggestedRate, s.TTL = lagmonitor.LevelHigh, 0, 3*time.Second
+	if _, err := e.pub.Publish(testCtx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, "the gate to close at high", func() bool {
+		open, _ := relay.gate("orders")
+		return !open
+	})
+	if err := cl.ProduceSync(testCtx(t), &kgo.Record{Topic: "orders.deferred", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, "the record to be delivered once the high signal expired", func() bool {
+		return endOffsets(t, cl, "orders") == 1
+	})
+}
