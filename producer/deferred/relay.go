@@ -179,10 +179,10 @@ func (r *Relay) Runtime() *consumer.Runtime { return r.rt }
 
 // Run reads the control topic to its end (within the reader's startup
 // bound: a relay that cannot read it delivers, as producers admit), then
-// relays until ctx ends or the runtime fails; it stops the runtime
-// (which commits what was delivered) and returns nil on ctx's end, else
-// the runtime's error. Run may be called once; after Close, it returns
-// ErrClosed at once.
+// relays until ctx ends, Close is called or the runtime fails; it stops
+// the runtime (which commits what was delivered) and returns nil on
+// ctx's end or Close, else the runtime's error. Run may be called once;
+// after Close, it returns ErrClosed at once.
 func (r *Relay) Run(ctx context.Context) error {
 	r.runMu.Lock()
 	switch {
