@@ -12,8 +12,8 @@
 //
 //	lane, err := deferred.NewLane(cl, deferred.Config{Topics: []string{"orders"}})
 //	if err != nil { ... }
-//	if err := lane.Start(ctx); err != nil { ... } // creates orders.deferred if missing
 //	defer lane.Close()
+//	if err := lane.Start(ctx); err != nil { ... } // creates orders.deferred if missing; may be retried
 //	p, err := producer.Wrap(cl, producer.ControlTopic("floodgate.pressure"), producer.Topics("orders"),
 //		producer.WithPolicy(producer.DefaultPolicy(priority.Default).DeferringShed()),
 //		producer.WithDeferrer(lane))
@@ -32,6 +32,22 @@
 // own cap, [RelayConfig].Rate, and a share of the rate the ok signal
 // suggests, so that it fills the room the consumers report and no more),
 // pausing the deferred partitions of a destination under pressure.
+// Under pressure the relay's handlers wait for the destination to be ok
+// until their context ends: the relay's consumer runtime has short revoke
+// and shutdown timeouts ([DefaultRelayRevokeTimeout],
+// [DefaultRelayShutdownTimeout]; [RelayConfig].ConsumerOpts may set
+// others), so that a rebalance or a stop under pressure takes seconds,
+// not the runtime's default 10s and 30s; the records it cancels are
+// delivered later, their offsets not committed.
+// [NewRelay] builds its clients and [Relay.Run] releases them when it
+// returns; [Relay.Close] releases them for a relay that does not reach
+// Run, and stops one that is running:
+//
+//	r, err := deferred.NewRelay(deferred.RelayConfig{Brokers: brokers, ControlTopic: "floodgate.pressure", Topics: []string{"orders"}})
+//	if err != nil { ... }
+//	defer r.Close()
+//	... // more setup
+//	err = r.Run(ctx)
 //
 // # Delivery
 //

@@ -28,11 +28,22 @@ const (
 	HeaderClass     = retrytopics.DeferredHeaderPrefix + "class"     // its priority class
 	HeaderLevel     = retrytopics.DeferredHeaderPrefix + "level"     // the topic's level that deferred it
 	HeaderSignal    = retrytopics.DeferredHeaderPrefix + "signal"    // the deciding signal: group/instance/seq
-	HeaderReason    = retrytopics.DeferredHeaderPrefix + "reason"    // the decision's reason, bounded
+	HeaderReason    = retrytopics.DeferredHeaderPrefix + "reason"    // the decision's reason, bounded (MaxReasonLen), made valid UTF-8
 )
 
 // MaxReasonLen bounds [HeaderReason], in bytes.
 const MaxReasonLen = 512
+
+// maxMillis bounds the Unix-millisecond times the headers carry, as
+// retrytopics' headers do: far beyond any real date, and exact in float64.
+// Decode takes 0 ≤ ms < maxMillis; encode writes no time outside.
+const maxMillis = 1 << 53
+
+// millis returns t in Unix ms, and whether a header may carry it.
+func millis(t time.Time) (int64, bool) {
+	ms := t.UnixMilli()
+	return ms, !t.IsZero() && ms >= 0 && ms < maxMillis
+}
 
 // ErrMalformed is wrapped by [Decode]'s errors: a deferred header that
 // is repeated or does not parse.
@@ -64,11 +75,13 @@ func metaOf(d producer.Decision, r *kgo.Record, now time.Time) Meta {
 func (m Meta) encode(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	add := func(k, v string) { hs = append(hs, kgo.RecordHeader{Key: k, Value: []byte(v)}) }
 	add(HeaderTopic, m.Topic)
-	if !m.At.IsZero() {
-		add(HeaderAt, strconv.FormatInt(m.At.UnixMilli(), 10))
+	// A time Decode would reject (before 1970, or absurdly far ahead) is
+	// left out rather than written undecodable.
+	if ms, ok := millis(m.At); ok {
+		add(HeaderAt, strconv.FormatInt(ms, 10))
 	}
-	if !m.Timestamp.IsZero() && m.Timestamp.UnixMilli() >= 0 {
-		add(HeaderTimestamp, strconv.FormatInt(m.Timestamp.UnixMilli(), 10))
+	if ms, ok := millis(m.Timestamp); ok {
+		add(HeaderTimestamp, strconv.FormatInt(ms, 10))
 	}
 	if m.Class != "" {
 		add(HeaderClass, string(m.Class))
@@ -83,16 +96,17 @@ func (m Meta) encode(hs []kgo.RecordHeader) []kgo.RecordHeader {
 	return hs
 }
 
-// truncate cuts s to at most n bytes on a rune boundary.
+// truncate returns s as valid UTF-8 (each run of invalid bytes replaced
+// by U+FFFD) cut to at most n bytes on a rune boundary.
 func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, string(utf8.RuneError))
 	if len(s) <= n {
 		return s
 	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
-	return s
+	return s[:n]
 }
 
 // Strip returns hs without the deferred headers, in a new slice (nil if
@@ -132,7 +146,7 @@ func Decode(r *kgo.Record) (m Meta, ok bool, err error) {
 			m.Topic = v
 		case HeaderAt, HeaderTimestamp:
 			ms, perr := strconv.ParseInt(v, 10, 64)
-			if perr != nil || ms < 0 {
+			if perr != nil || ms < 0 || ms >= maxMillis {
 				return m, true, fmt.Errorf("%w: %s %q is not Unix milliseconds", ErrMalformed, h.Key, truncate(v, 64))
 			}
 			if h.Key == HeaderAt {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -79,6 +80,62 @@ func FuzzDecode(f *testing.F) {
 		}
 		if _, _, err := Decode(&kgo.Record{Headers: m.encode(nil)}); err != nil {
 			t.Fatalf("re-encoding %+v: %v", m, err)
+		}
+	})
+}
+
+// TestReasonAlwaysDecodes: a decision's reason that is not valid UTF-8,
+// short or long, or long and multi-byte, is written as a Reason header
+// that Decode accepts: valid UTF-8 within MaxReasonLen bytes, its text
+// kept.
+func TestReasonAlwaysDecodes(t *testing.T) {
+	for _, reason := range []string{
+		"lag \xff high",
+		"\xff" + strings.Repeat("é", 600),
+		strings.Repeat("é", 300) + "\xe2\x82",
+		"x" + strings.Repeat("€", 400),
+	} {
+		d := producer.Decision{Topic: "orders", Level: lagmonitor.LevelHigh, Reason: reason}
+		m, ok, err := Decode(&kgo.Record{Headers: metaOf(d, &kgo.Record{}, time.UnixMilli(1)).encode(nil)})
+		if !ok || err != nil {
+			t.Errorf("reason %q: Decode: %v %v", reason, ok, err)
+			continue
+		}
+		if len(m.Reason) > MaxReasonLen || len(m.Reason) < min(len(reason), MaxReasonLen)-4 {
+			t.Errorf("reason %q decoded as %d bytes, want about min(%d, %d)", reason, len(m.Reason), len(reason), MaxReasonLen)
+		}
+	}
+}
+
+// TestTimestampBounds: a timestamp header beyond 2^53 ms is malformed, and
+// encode leaves out a timestamp Decode would reject.
+func TestTimestampBounds(t *testing.T) {
+	for _, v := range []string{"9007199254740992", "9223372036854775807"} {
+		if _, _, err := Decode(&kgo.Record{Headers: []kgo.RecordHeader{{Key: HeaderTimestamp, Value: []byte(v)}}}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("timestamp %s: %v, want ErrMalformed", v, err)
+		}
+	}
+	if _, _, err := Decode(&kgo.Record{Headers: []kgo.RecordHeader{{Key: HeaderAt, Value: []byte("9007199254740991")}}}); err != nil {
+		t.Errorf("2^53-1 ms: %v", err)
+	}
+	far := time.UnixMilli(1 << 60)
+	hs := metaOf(producer.Decision{Topic: "orders"}, &kgo.Record{Timestamp: far}, far).encode(nil)
+	if _, _, err := Decode(&kgo.Record{Headers: hs}); err != nil {
+		t.Fatalf("encoded times far ahead: %v", err)
+	}
+}
+
+// FuzzTruncate: truncate returns valid UTF-8 within its bound.
+func FuzzTruncate(f *testing.F) {
+	f.Add("\xffé€", 3)
+	f.Add(strings.Repeat("é", 10), 5)
+	f.Fuzz(func(t *testing.T, s string, n int) {
+		if n < 0 || n > 1<<10 {
+			return
+		}
+		got := truncate(s, n)
+		if len(got) > n || !utf8.ValidString(got) {
+			t.Fatalf("truncate(%q, %d) = %q", s, n, got)
 		}
 	})
 }

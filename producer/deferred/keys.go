@@ -12,7 +12,6 @@ type keys struct {
 	mu        sync.Mutex
 	byTopic   map[string]map[string]*keyEntry // destination → key → entry
 	committed map[string]map[int32]int64      // deferred topic → partition → the relay's committed offset
-	held      int                             // entries, for Stats
 }
 
 // keyEntry is one held key.
@@ -44,7 +43,6 @@ func (k *keys) entry(topic string, key []byte) *keyEntry {
 	if e == nil {
 		e = &keyEntry{last: -1}
 		m[string(key)] = e
-		k.held++
 	}
 	return e
 }
@@ -100,11 +98,13 @@ func (k *keys) pruneLocked(topic, deferredTopic string, key []byte, e *keyEntry)
 		}
 	}
 	delete(k.byTopic[topic], string(key))
-	k.held--
 }
 
 // setCommitted records the relay group's committed offsets of
-// deferredTopic (the destination's) and releases the keys they pass.
+// deferredTopic (the destination's) and releases the keys they pass. A
+// key whose offsets did not move has nothing to release (handed and seen
+// prune against the offsets known): the held keys are walked only when
+// an offset advanced.
 func (k *keys) setCommitted(topic, deferredTopic string, offsets map[int32]int64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -113,10 +113,15 @@ func (k *keys) setCommitted(topic, deferredTopic string, offsets map[int32]int64
 		c = make(map[int32]int64)
 		k.committed[deferredTopic] = c
 	}
+	advanced := false
 	for p, o := range offsets {
-		if o > c[p] {
+		if prev, ok := c[p]; !ok || o > prev {
 			c[p] = o
+			advanced = true
 		}
+	}
+	if !advanced {
+		return
 	}
 	for key, e := range k.byTopic[topic] {
 		k.pruneLocked(topic, deferredTopic, []byte(key), e)
@@ -127,5 +132,9 @@ func (k *keys) setCommitted(topic, deferredTopic string, offsets map[int32]int64
 func (k *keys) count() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.held
+	n := 0
+	for _, m := range k.byTopic {
+		n += len(m)
+	}
+	return n
 }

@@ -31,7 +31,8 @@ var (
 	// ErrInvalidConfig is wrapped by every configuration error; the
 	// message names the field.
 	ErrInvalidConfig = errors.New("deferred: invalid config")
-	// ErrNotStarted: a key-ordered lane defers nothing before Start.
+	// ErrNotStarted: a key-ordered lane defers nothing before its Start
+	// returned nil (nor after a Start that failed: call it again).
 	ErrNotStarted = errors.New("deferred: lane not started")
 	// ErrClosed: the lane or relay is closed.
 	ErrClosed = errors.New("deferred: closed")
@@ -151,16 +152,23 @@ type Lane struct {
 	dest map[string]string // destination → deferred topic
 	keys *keys             // key-ordered lanes only
 
-	state   atomic.Int32 // 0 new, 1 started, 2 closed
-	mu      sync.Mutex
-	follow  *kgo.Client // key-ordered: follows the deferred topics
-	cancel  context.CancelFunc
-	loops   sync.WaitGroup
-	startCh chan struct{}
+	state  atomic.Int32 // stateNew, stateStarting, stateStarted, stateClosed
+	mu     sync.Mutex
+	follow *kgo.Client // key-ordered: follows the deferred topics
+	cancel context.CancelFunc
+	loops  sync.WaitGroup
 
 	deferred, failed, followErrs atomic.Uint64
 	lastErr                      atomic.Pointer[error]
 }
+
+// A lane's states. A Start that fails returns the lane to stateNew.
+const (
+	stateNew int32 = iota
+	stateStarting
+	stateStarted
+	stateClosed
+)
 
 // NewLane returns a lane that produces deferred records through cl (the
 // producer's client: [producer.Producer.Client]). It does no I/O until
@@ -173,7 +181,7 @@ func NewLane(cl *kgo.Client, cfg Config) (*Lane, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	l := &Lane{cl: cl, cfg: cfg, dest: make(map[string]string), startCh: make(chan struct{})}
+	l := &Lane{cl: cl, cfg: cfg, dest: make(map[string]string)}
 	for _, t := range cfg.Topics {
 		l.dest[t] = t + cfg.Suffix
 	}
@@ -192,18 +200,47 @@ func (l *Lane) DeferredTopic(topic string) string { return topic + l.cfg.Suffix 
 // relay's committed offsets, within StartTimeout, so that keys deferred
 // before a restart (or by other producers) stay held; then it follows
 // them. Call it before the producer's Start. A key-ordered lane holds no
-// key before Start returns.
+// key, and defers nothing ([ErrNotStarted]), before Start returns nil.
+//
+// A Start that fails leaves the lane as it found it, not started, with
+// nothing running: Start may be called again. A lane may be started
+// once.
 func (l *Lane) Start(ctx context.Context) error {
-	if !l.state.CompareAndSwap(0, 1) {
-		return fmt.Errorf("%w (or started already)", ErrClosed)
+	if !l.state.CompareAndSwap(stateNew, stateStarting) {
+		if l.state.Load() == stateClosed {
+			return ErrClosed
+		}
+		return errors.New("deferred: Start called twice")
 	}
-	if err := l.ensureTopics(ctx); err != nil {
+	err := l.ensureTopics(ctx)
+	if err == nil && l.keys != nil {
+		err = l.startFollowing(ctx)
+	}
+	if err != nil {
+		l.stopFollowing()
+		l.state.CompareAndSwap(stateStarting, stateNew)
 		return err
 	}
-	if l.keys == nil {
-		return nil
+	if !l.state.CompareAndSwap(stateStarting, stateStarted) {
+		return ErrClosed // Close came meanwhile, and stopped what Start launched
 	}
-	return l.startFollowing(ctx)
+	return nil
+}
+
+// stopFollowing stops the follower and the poll loop, if running, and
+// waits for them.
+func (l *Lane) stopFollowing() {
+	l.mu.Lock()
+	cancel, follow := l.cancel, l.follow
+	l.cancel, l.follow = nil, nil
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	l.loops.Wait()
+	if follow != nil {
+		follow.Close()
+	}
 }
 
 // ensureTopics creates the missing deferred topics.
@@ -283,19 +320,13 @@ func awaitTopic(ctx context.Context, cl *kgo.Client, topic string) error {
 // Close stops following the deferred topics. Records being deferred
 // still get their promises, from the client (flush or close it after).
 func (l *Lane) Close() {
-	if l.state.Swap(2) == 2 {
+	l.mu.Lock() // startFollowing launches nothing once the lane is closed
+	prev := l.state.Swap(stateClosed)
+	l.mu.Unlock()
+	if prev == stateClosed {
 		return
 	}
-	l.mu.Lock()
-	cancel, follow := l.cancel, l.follow
-	l.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	l.loops.Wait()
-	if follow != nil {
-		follow.Close()
-	}
+	l.stopFollowing()
 }
 
 // Defer produces a copy of r to its destination's deferred topic: the
@@ -307,13 +338,13 @@ func (l *Lane) Close() {
 func (l *Lane) Defer(ctx context.Context, r *kgo.Record, d producer.Decision, promise func(*kgo.Record, error)) {
 	dt, ok := l.dest[d.Topic]
 	switch {
-	case l.state.Load() == 2:
+	case l.state.Load() == stateClosed:
 		promise(r, ErrClosed)
 		return
 	case !ok:
 		promise(r, fmt.Errorf("deferred: the lane does not serve topic %q (Config.Topics)", d.Topic))
 		return
-	case l.keys != nil && l.state.Load() == 0:
+	case l.keys != nil && l.state.Load() != stateStarted:
 		promise(r, ErrNotStarted)
 		return
 	}
@@ -373,8 +404,10 @@ func (l *Lane) Stats() LaneStats {
 }
 
 // startFollowing reads the relay's committed offsets, follows the
-// deferred topics from them, and waits (within StartTimeout) until the
-// follower has read up to the end offsets found now.
+// deferred topics from them (or from a partition's log start offset, when
+// the records past the commit were deleted), and waits (within
+// StartTimeout) until the follower has read up to the end offsets found
+// now.
 func (l *Lane) startFollowing(ctx context.Context) error {
 	adm := kadm.NewClient(l.cl)
 	deferredTopics := make([]string, 0, len(l.dest))
@@ -394,10 +427,23 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("deferred: listing the deferred topics' end offsets: %w", err)
 	}
+	// Records before a partition's log start offset are gone (retention,
+	// DeleteRecords): the follower starts past them, and has nothing to
+	// read where the log starts at its end.
+	starts, err := adm.ListStartOffsets(sctx, deferredTopics...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("deferred: listing the deferred topics' start offsets: %w", err)
+	}
 	from := make(map[string]map[int32]kgo.Offset)
 	want := make(map[string]map[int32]int64) // what the follower must reach
 	ends.Each(func(o kadm.ListedOffset) {
 		start := committed[o.Topic][o.Partition]
+		if s, ok := starts.Lookup(o.Topic, o.Partition); ok && s.Offset > start {
+			start = s.Offset
+		}
 		if from[o.Topic] == nil {
 			from[o.Topic], want[o.Topic] = make(map[int32]kgo.Offset), make(map[int32]int64)
 		}
@@ -406,15 +452,17 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 			want[o.Topic][o.Partition] = o.Offset
 		}
 	})
+	// Transaction markers are kept so that an end offset just past one
+	// is seen reached; they hold no key and are skipped.
 	opts := append(kconn.Opts(l.cl), kgo.SeedBrokers(kconn.Seeds(l.cl)...), kgo.ConsumePartitions(from),
-		kgo.FetchMaxWait(100*time.Millisecond))
+		kgo.FetchMaxWait(100*time.Millisecond), kgo.KeepControlRecords())
 	follow, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("deferred: the follower's client: %w", err)
 	}
 	lctx, lcancel := context.WithCancel(context.Background())
 	l.mu.Lock()
-	if l.state.Load() == 2 {
+	if l.state.Load() == stateClosed {
 		l.mu.Unlock()
 		lcancel()
 		follow.Close()
@@ -429,8 +477,10 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 	select {
 	case <-reached:
 		return nil
+	case <-lctx.Done(): // Close
+		return ErrClosed
 	case <-sctx.Done():
-		return fmt.Errorf("deferred: reading the deferred topics up to their end offsets: %w (keys deferred before may be overtaken)", context.Cause(sctx))
+		return fmt.Errorf("deferred: reading the deferred topics up to their end offsets: %w (the lane is not started)", context.Cause(sctx))
 	}
 }
 
@@ -459,7 +509,7 @@ func (l *Lane) readCommitted(ctx context.Context, adm *kadm.Client) (map[string]
 
 // followLoop reads the deferred topics and holds the keys of what it
 // reads; it closes reached once every partition of want is read to its
-// offset there.
+// offset there (a transaction marker counts as read).
 func (l *Lane) followLoop(ctx context.Context, cl *kgo.Client, want map[string]map[int32]int64, reached chan struct{}) {
 	defer l.loops.Done()
 	src := make(map[string]string, len(l.dest)) // deferred topic → destination
@@ -486,7 +536,7 @@ func (l *Lane) followLoop(ctx context.Context, cl *kgo.Client, want map[string]m
 			}
 		})
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Key != nil {
+			if r.Key != nil && !r.Attrs.IsControl() {
 				l.keys.seen(src[r.Topic], r.Topic, r.Key, r.Partition, r.Offset)
 			}
 			if w, ok := want[r.Topic][r.Partition]; ok && r.Offset+1 >= w {

@@ -21,6 +21,14 @@ import (
 const (
 	DefaultRate           = 1000.0
 	DefaultSuggestedShare = 0.5
+	// DefaultRelayRevokeTimeout and DefaultRelayShutdownTimeout are the
+	// relay's consumer.RevokeTimeout and consumer.ShutdownTimeout, short:
+	// under pressure the relay's handlers wait for their destination to
+	// be ok until their context ends, which the runtime does only once
+	// these pass. A record whose handler is cancelled so is not
+	// committed, and is delivered after the rebalance or restart.
+	DefaultRelayRevokeTimeout   = 2 * time.Second
+	DefaultRelayShutdownTimeout = 2 * time.Second
 	// gateInterval is how often the relay reapplies its pauses (to
 	// partitions newly assigned) and checks signal expiry.
 	gateInterval = 500 * time.Millisecond
@@ -54,7 +62,10 @@ type RelayConfig struct {
 	Verifier *lagmonitor.Verifier
 	// ConsumerOpts are more options of the relay's consumer runtime, for
 	// example consumer.WithRouter to quarantine records that cannot be
-	// produced to their destination, or consumer.WithHooks.
+	// produced to their destination, or consumer.WithHooks. They come
+	// after the relay's own, which they may override: its group, topics
+	// and ordering, and its revoke and shutdown timeouts
+	// (DefaultRelayRevokeTimeout, DefaultRelayShutdownTimeout).
 	ConsumerOpts []consumer.Opt
 }
 
@@ -101,30 +112,48 @@ type Relay struct {
 	dest   map[string]string // deferred topic → destination
 	lims   map[string]*rate.Limiter
 
+	// The destinations' gates, as the gate loop last found them: whether
+	// each takes relayed records (its level is ok, or no live signal),
+	// and a channel closed when one of them changes.
+	gmu         sync.Mutex
+	gateOpen    map[string]bool // destination → open
+	gateChanged chan struct{}
+
 	relayed, malformed, produceErrs atomic.Uint64
 	waiting                         atomic.Int64
 	mu                              sync.Mutex
 	paused                          map[string]bool // destination → its deferred partitions are paused
 	lastErr                         error
-	ran                             atomic.Bool
+
+	runMu    sync.Mutex
+	ran      bool               // Run was called
+	closed   bool               // Close was called
+	stopRun  context.CancelFunc // ends a running Run
+	runDone  chan struct{}      // closed when Run returns
+	closeMu  sync.Mutex         // serializes Close
+	closeErr error
 }
 
 // NewRelay builds a relay (its client, its consumer runtime, its reader
-// of the control topic). It does no I/O until Run.
+// of the control topic). It does no I/O until Run; Run or Close releases
+// what it built.
 func NewRelay(cfg RelayConfig) (*Relay, error) {
 	cfg.Topics = slices.Clone(cfg.Topics)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Relay{cfg: cfg, dest: make(map[string]string), lims: make(map[string]*rate.Limiter), paused: make(map[string]bool)}
+	r := &Relay{cfg: cfg, dest: make(map[string]string), lims: make(map[string]*rate.Limiter), paused: make(map[string]bool),
+		runDone: make(chan struct{}), gateOpen: make(map[string]bool), gateChanged: make(chan struct{})}
 	var deferredTopics []string
 	for _, t := range cfg.Topics {
 		r.dest[t+cfg.Suffix] = t
 		deferredTopics = append(deferredTopics, t+cfg.Suffix)
 		r.lims[t] = rate.NewLimiter(rate.Limit(cfg.Rate), burstOf(cfg.Rate))
+		r.gateOpen[t] = true // no signal read: open, as for producers; Run reads them first
 	}
 	opts := []consumer.Opt{consumer.Brokers(cfg.Brokers...), consumer.Group(cfg.Group), consumer.Topics(deferredTopics...),
-		consumer.KgoOpts(cfg.KgoOpts...), consumer.WithOrdering(consumer.OrderPartition)}
+		consumer.KgoOpts(cfg.KgoOpts...), consumer.WithOrdering(consumer.OrderPartition),
+		consumer.RevokeTimeout(DefaultRelayRevokeTimeout), consumer.ShutdownTimeout(DefaultRelayShutdownTimeout)}
 	rt, err := consumer.New(r.handle, append(opts, cfg.ConsumerOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("deferred: the relay's consumer: %w", err)
@@ -150,17 +179,30 @@ func (r *Relay) Runtime() *consumer.Runtime { return r.rt }
 
 // Run reads the control topic to its end (within the reader's startup
 // bound: a relay that cannot read it delivers, as producers admit), then
-// relays until ctx ends or the runtime fails; it stops the runtime
-// (which commits what was delivered) and returns nil on ctx's end, else
-// the runtime's error. Run may be called once.
+// relays until ctx ends, Close is called or the runtime fails; it stops
+// the runtime (which commits what was delivered) and returns nil on
+// ctx's end or Close, else the runtime's error. Run may be called once;
+// after Close, it returns ErrClosed at once.
 func (r *Relay) Run(ctx context.Context) error {
-	if !r.ran.CompareAndSwap(false, true) {
+	r.runMu.Lock()
+	switch {
+	case r.closed:
+		r.runMu.Unlock()
+		return ErrClosed
+	case r.ran:
+		r.runMu.Unlock()
 		return fmt.Errorf("%w: Run called twice", ErrClosed)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.ran, r.stopRun = true, cancel
+	r.runMu.Unlock()
+	defer close(r.runDone)
 	defer r.reader.Close()
 	if err := r.reader.Start(ctx); err != nil && ctx.Err() == nil {
 		r.setErr(fmt.Errorf("deferred: relaying without the control topic read to its end: %w", err))
 	}
+	r.refreshGates(time.Now())
 	gctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -174,33 +216,87 @@ func (r *Relay) Run(ctx context.Context) error {
 	return err
 }
 
-// open reports whether dest takes relayed records now, and sets its
-// limiter's rate.
-func (r *Relay) open(dest string) bool {
-	p := r.reader.Pressure(dest, time.Now())
-	if p.Level != lagmonitor.LevelOK {
-		return false
+// Close releases what NewRelay built. Before Run, it closes the consumer
+// runtime and the control-topic reader (Run then returns ErrClosed);
+// during Run, it ends Run as the end of Run's context does (the runtime
+// stops and commits what was delivered) and waits for Run to return;
+// after Run, it does nothing. It may be called more than once, from any
+// goroutine. Give a relay that may not reach Run a deferred Close.
+func (r *Relay) Close() error {
+	r.closeMu.Lock()
+	defer r.closeMu.Unlock()
+	r.runMu.Lock()
+	first, ran, stop := !r.closed, r.ran, r.stopRun
+	r.closed = true
+	r.runMu.Unlock()
+	if !first {
+		return r.closeErr
 	}
-	lim := r.cfg.Rate
-	if p.Rate > 0 {
-		lim = min(lim, r.cfg.SuggestedShare*p.Rate)
+	if ran {
+		stop()
+		<-r.runDone
+		return nil
 	}
-	if l := r.lims[dest]; float64(l.Limit()) != lim {
-		l.SetLimit(rate.Limit(lim))
-		l.SetBurst(burstOf(lim))
-	}
-	return true
+	r.reader.Close()
+	r.closeErr = r.rt.Close()
+	return r.closeErr
 }
 
-// gateLoop pauses the deferred partitions of the destinations under
-// pressure, so that the relay fetches nothing it cannot deliver, and
-// resumes them at ok. The handler checks again: the pause only saves
-// fetching.
+// refreshGates reads each destination's pressure at now: a destination
+// is open while its level is ok, and its limiter's rate is then Rate, or
+// SuggestedShare of the rate its ok signal suggests if lower. It wakes
+// the handlers waiting for a gate that changed.
+func (r *Relay) refreshGates(now time.Time) {
+	opens := make(map[string]bool, len(r.lims))
+	for dest, l := range r.lims {
+		p := r.reader.Pressure(dest, now)
+		opens[dest] = p.Level == lagmonitor.LevelOK
+		if !opens[dest] {
+			continue
+		}
+		lim := r.cfg.Rate
+		if p.Rate > 0 {
+			lim = min(lim, r.cfg.SuggestedShare*p.Rate)
+		}
+		if float64(l.Limit()) != lim {
+			l.SetLimit(rate.Limit(lim))
+			l.SetBurst(burstOf(lim))
+		}
+	}
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	changed := false
+	for dest, o := range opens {
+		if r.gateOpen[dest] != o {
+			r.gateOpen[dest], changed = o, true
+		}
+	}
+	if changed {
+		close(r.gateChanged)
+		r.gateChanged = make(chan struct{})
+	}
+}
+
+// gate reports whether dest takes relayed records, as the gate loop last
+// found, and returns a channel closed when a gate changes.
+func (r *Relay) gate(dest string) (open bool, changed <-chan struct{}) {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	return r.gateOpen[dest], r.gateChanged
+}
+
+// gateLoop reads the destinations' pressure when a signal changes and
+// every gateInterval (signals expire without a change), sets their
+// gates and rates, pauses the deferred partitions of the destinations
+// under pressure, so that the relay fetches nothing it cannot deliver,
+// and resumes them at ok. The handler checks the gate again: the pause
+// only saves fetching.
 func (r *Relay) gateLoop(ctx context.Context) {
 	tick := time.NewTicker(gateInterval)
 	defer tick.Stop()
 	for {
 		changed := r.reader.Changed()
+		r.refreshGates(time.Now())
 		assigned := r.rt.Assigned()
 		for dt, dest := range r.dest {
 			ps := assigned[dt]
@@ -208,7 +304,7 @@ func (r *Relay) gateLoop(ctx context.Context) {
 				continue
 			}
 			tps := map[string][]int32{dt: ps}
-			if r.open(dest) {
+			if open, _ := r.gate(dest); open {
 				r.rt.Resume(partition.Lag, tps)
 				r.setPaused(dest, false)
 			} else {
@@ -250,7 +346,7 @@ func (r *Relay) handle(ctx context.Context, rec *kgo.Record) error {
 		r.malformed.Add(1)
 		r.setErr(fmt.Errorf("deferred: %s[%d]@%d names destination %q; relayed to %s, the topic's own", rec.Topic, rec.Partition, rec.Offset, m.Topic, dest))
 	}
-	if !r.open(dest) {
+	if open, _ := r.gate(dest); !open {
 		r.waiting.Add(1)
 		err := r.awaitOpen(ctx, dest)
 		r.waiting.Add(-1)
@@ -272,20 +368,17 @@ func (r *Relay) handle(ctx context.Context, rec *kgo.Record) error {
 	return nil
 }
 
-// awaitOpen waits until dest is open or ctx ends.
+// awaitOpen waits until the gate loop opens dest or ctx ends.
 func (r *Relay) awaitOpen(ctx context.Context, dest string) error {
-	tick := time.NewTicker(gateInterval) // signals expire without a change
-	defer tick.Stop()
 	for {
-		changed := r.reader.Changed()
-		if r.open(dest) {
+		open, changed := r.gate(dest)
+		if open {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-changed:
-		case <-tick.C:
 		}
 	}
 }

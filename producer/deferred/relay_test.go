@@ -1,0 +1,126 @@
+package deferred
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/floodgate-kafka/floodgate/internal/testkit"
+	"github.com/floodgate-kafka/floodgate/lagmonitor"
+)
+
+// TestRelayCloseBeforeRun: a relay closed without running leaves no
+// goroutine behind, and will not run.
+func TestRelayCloseBeforeRun(t *testing.T) {
+	e := newEnv(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	r, err := NewRelay(RelayConfig{Brokers: e.brokers, ControlTopic: ctl, Topics: []string{"orders"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close again: %v", err)
+	}
+	if err := r.Run(testCtx(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestRelayCloseDuringRun: Close ends a running Run, which returns nil,
+// and returns once it has; Close after Run is a no-op.
+func TestRelayCloseDuringRun(t *testing.T) {
+	e := newEnv(t)
+	e.level(t, lagmonitor.LevelOK)
+	cl := e.client(t)
+	e.lane(t, cl, Config{}) // creates orders.deferred
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	r, err := NewRelay(RelayConfig{Brokers: e.brokers, ControlTopic: ctl, Topics: []string{"orders"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	time.Sleep(500 * time.Millisecond) // into Run
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run ended by Close: %v", err)
+		}
+	default:
+		t.Fatal("Close returned before Run")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close again: %v", err)
+	}
+	if err := r.Run(testCtx(t)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestRelayStopsUnderPressure: a relay whose handlers wait for their
+// destination to be ok stops within a few seconds (its short shutdown
+// timeout), not after the consumer runtime's default 30s.
+func TestRelayStopsUnderPressure(t *testing.T) {
+	e := newEnv(t)
+	e.level(t, lagmonitor.LevelHigh)
+	cl := e.client(t)
+	e.lane(t, cl, Config{}) // creates orders.deferred
+	for i := range 30 {
+		r := &kgo.Record{Topic: "orders.deferred", Key: []byte{byte(i)}, Value: []byte("v")}
+		if err := cl.ProduceSync(testCtx(t), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relay, stop := e.relay(t, RelayConfig{})
+	testkit.Eventually(t, 30*time.Second, "the relay's handlers to wait for ok", func() bool { return relay.Stats().Waiting > 0 })
+	start := time.Now()
+	stop()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the relay took %v to stop under pressure", d)
+	}
+	if got := endOffsets(t, cl, "orders"); got != 0 {
+		t.Fatalf("the relay delivered %d records at high", got)
+	}
+}
+
+// TestRelayGates: the relay's gate follows the signals: an ok signal's
+// suggested rate sets the relay's (its share, below Rate); a high signal
+// closes the gate; when it expires, with no new signal, the gate opens
+// (fail-open) and the waiting records are delivered.
+func TestRelayGates(t *testing.T) {
+	e := newEnv(t)
+	s := lagmonitor.Signal{Topic: "orders", Group: "billing", Level: lagmonitor.LevelOK, SuggestedRate: 40, TTL: 10 * time.Minute}
+	if _, err := e.pub.Publish(testCtx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	cl := e.client(t)
+	e.lane(t, cl, Config{}) // creates orders.deferred
+	relay, _ := e.relay(t, RelayConfig{Rate: 1000, SuggestedShare: 0.5})
+	testkit.Eventually(t, 15*time.Second, "the relay to take its share of the suggested rate", func() bool {
+		return float64(relay.lims["orders"].Limit()) == 20
+	})
+	s.Level, s.SuggestedRate, s.TTL = lagmonitor.LevelHigh, 0, 3*time.Second
+	if _, err := e.pub.Publish(testCtx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, "the gate to close at high", func() bool {
+		open, _ := relay.gate("orders")
+		return !open
+	})
+	if err := cl.ProduceSync(testCtx(t), &kgo.Record{Topic: "orders.deferred", Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, "the record to be delivered once the high signal expired", func() bool {
+		return endOffsets(t, cl, "orders") == 1
+	})
+}
