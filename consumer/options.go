@@ -5,6 +5,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/floodgate-kafka/floodgate/internal/kname"
 	"github.com/floodgate-kafka/floodgate/priority"
 )
 
@@ -109,7 +110,7 @@ func (c *cfg) validate(own bool) error {
 		switch {
 		case c.protocol < GroupProtocolClassic || c.protocol > GroupProtocolConsumer:
 			return configErr("GroupProtocol", "must be GroupProtocolClassic or GroupProtocolConsumer, got %d", c.protocol)
-		case c.instanceID != "" && !validInstanceID(c.instanceID):
+		case c.instanceID != "" && !kname.InstanceID(c.instanceID):
 			return configErr("InstanceID", "%q must be 1 to 249 characters of [a-zA-Z0-9._-]", c.instanceID)
 		}
 	} else if len(c.brokers) > 0 || c.group != "" || len(c.topics) > 0 || len(c.kopts) > 0 || c.protocol != GroupProtocolClassic || c.instanceID != "" {
@@ -171,20 +172,6 @@ func (c *cfg) validate(own bool) error {
 		c.maxUncommittedAge = 2*c.commitInterval + c.commitTimeout
 	}
 	return nil
-}
-
-// validInstanceID reports whether id is a legal Kafka group.instance.id
-// (the same rules as a topic name).
-func validInstanceID(id string) bool {
-	if len(id) == 0 || len(id) > 249 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // Brokers sets the seed brokers of the client [New] builds. Required by New,

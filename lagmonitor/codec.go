@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/floodgate-kafka/floodgate/internal/kname"
 )
 
 // ErrInvalidSignal is wrapped by the errors of [Encode] (and so of
@@ -32,7 +34,6 @@ const (
 	// each one exactly.
 	MaxSafeInteger = 1<<53 - 1
 
-	maxTopicLen    = 249 // Kafka's own bound on a topic name
 	maxInstanceLen = 255
 	maxGroupLen    = 1024
 	maxReasonLen   = 1024
@@ -444,7 +445,7 @@ func (w *wireSignal) check() error {
 // checkNames checks a key's parts: a legal Kafka topic name, an instance
 // id of printable characters without '/', a group of at most 1024 bytes.
 func checkNames(topic, instance, group string) error {
-	if !legalTopic(topic) {
+	if !kname.Topic(topic) {
 		return fmt.Errorf("topic %q is not a legal Kafka topic name", truncate(topic, 64))
 	}
 	if err := checkInstance(instance); err != nil {
@@ -472,22 +473,6 @@ func checkInstance(instance string) error {
 		}
 	}
 	return nil
-}
-
-// legalTopic reports whether name is a legal Kafka topic name: 1 to 249
-// characters of ASCII letters, digits, '.', '_' and '-', and not "." or
-// "..".
-func legalTopic(name string) bool {
-	if name == "" || len(name) > maxTopicLen || name == "." || name == ".." {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func pausedName(name string) bool {

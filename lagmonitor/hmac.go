@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/internal/kname"
 )
 
 // SignatureHeader is the header that carries a control-topic record's
@@ -165,7 +167,7 @@ func writeNullable(h hash.Hash, b []byte) {
 }
 
 func checkKey(kid string, key []byte) error {
-	if kid == "" || len(kid) > 64 || !legalTopic(kid) {
+	if kid == "" || len(kid) > 64 || !kname.Topic(kid) {
 		return fmt.Errorf("%w: key id %q is not 1 to 64 of A-Z a-z 0-9 . _ -", ErrInvalidConfig, truncate(kid, 64))
 	}
 	if len(key) < MinKeyBytes {

@@ -17,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/floodgate-kafka/floodgate/internal/kname"
 )
 
 // Partitioner returns a kgo.Partitioner for the clients that publish
@@ -125,7 +127,7 @@ func NewPublisher(cl *kgo.Client, controlTopic, instance string, opts ...Publish
 	if cl == nil {
 		return nil, fmt.Errorf("%w: client is nil", ErrInvalidConfig)
 	}
-	if !legalTopic(controlTopic) {
+	if !kname.Topic(controlTopic) {
 		return nil, fmt.Errorf("%w: control topic %q is not a legal topic name", ErrInvalidConfig, controlTopic)
 	}
 	if err := checkInstance(instance); err != nil {
@@ -300,7 +302,7 @@ func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partit
 	switch {
 	case cl == nil:
 		return st, fmt.Errorf("%w: client is nil", ErrInvalidConfig)
-	case !legalTopic(name):
+	case !kname.Topic(name):
 		return st, fmt.Errorf("%w: control topic %q is not a legal topic name", ErrInvalidConfig, name)
 	case partitions < 1:
 		return st, fmt.Errorf("%w: control topic partitions %d, at least 1", ErrInvalidConfig, partitions)

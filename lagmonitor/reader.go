@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/internal/kname"
 )
 
 // Reader defaults.
@@ -233,7 +235,7 @@ func NewReader(seeds []string, controlTopic string, topics []string, opts ...Rea
 	switch {
 	case len(seeds) == 0:
 		return nil, fmt.Errorf("%w: no seed brokers", ErrInvalidConfig)
-	case !legalTopic(controlTopic):
+	case !kname.Topic(controlTopic):
 		return nil, fmt.Errorf("%w: control topic %q is not a legal topic name", ErrInvalidConfig, controlTopic)
 	case len(topics) == 0:
 		return nil, fmt.Errorf("%w: no topics to follow", ErrInvalidConfig)
@@ -260,7 +262,7 @@ func NewReader(seeds []string, controlTopic string, topics []string, opts ...Rea
 		done:       make(chan struct{}),
 	}
 	for _, t := range topics {
-		if !legalTopic(t) {
+		if !kname.Topic(t) {
 			return nil, fmt.Errorf("%w: topic %q is not a legal topic name", ErrInvalidConfig, t)
 		}
 		if !r.follows[t] {

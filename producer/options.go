@@ -5,6 +5,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/floodgate-kafka/floodgate/internal/kname"
 	"github.com/floodgate-kafka/floodgate/lagmonitor"
 	"github.com/floodgate-kafka/floodgate/priority"
 )
@@ -92,14 +93,14 @@ func (c *cfg) validate(own bool) error {
 	} else if len(c.brokers) > 0 || len(c.kopts) > 0 {
 		return configErr("Brokers/KgoOpts", "cannot be used with Wrap: configure the wrapped client instead")
 	}
-	if !legalTopic(c.control) {
+	if !kname.Topic(c.control) {
 		return configErr("ControlTopic", "%q must be a legal topic name (1 to 249 of a-z A-Z 0-9 . _ -)", c.control)
 	}
 	if len(c.topics) == 0 {
 		return configErr("Topics", "must name at least one topic to follow")
 	}
 	for _, t := range c.topics {
-		if !legalTopic(t) {
+		if !kname.Topic(t) {
 			return configErr("Topics", "%q is not a legal topic name", t)
 		}
 		if t == c.control {
@@ -167,19 +168,6 @@ func (c *cfg) validate(own bool) error {
 		}
 	}
 	return nil
-}
-
-// legalTopic reports whether name is a legal Kafka topic name.
-func legalTopic(name string) bool {
-	if len(name) == 0 || len(name) > 249 || name == "." || name == ".." {
-		return false
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // Brokers sets the seed brokers of the client [New] builds. Required by

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floodgate-kafka/floodgate/internal/kconn"
+	"github.com/floodgate-kafka/floodgate/internal/kname"
 	"github.com/floodgate-kafka/floodgate/producer"
 )
 
@@ -85,7 +86,7 @@ func (c *Config) validate() error {
 		return configErr("Topics", "at least one destination topic is required")
 	}
 	for _, t := range c.Topics {
-		if !legalTopic(t) {
+		if !kname.Topic(t) {
 			return configErr("Topics", "%q is not a legal topic name", t)
 		}
 	}
@@ -93,7 +94,7 @@ func (c *Config) validate() error {
 		c.Suffix = DefaultSuffix
 	}
 	for _, t := range c.Topics {
-		if !legalTopic(t + c.Suffix) {
+		if !kname.Topic(t + c.Suffix) {
 			return configErr("Suffix", "%q makes %q, not a legal topic name", c.Suffix, t+c.Suffix)
 		}
 		if slices.Contains(c.Topics, t+c.Suffix) {
@@ -128,19 +129,6 @@ func (c *Config) validate() error {
 		c.Now = time.Now
 	}
 	return nil
-}
-
-// legalTopic reports whether name is a legal Kafka topic name.
-func legalTopic(name string) bool {
-	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return false
-	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // Lane is a deferred lane's producing side: the [producer.Deferrer] (and,

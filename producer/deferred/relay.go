@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
+	"github.com/floodgate-kafka/floodgate/internal/kname"
 	"github.com/floodgate-kafka/floodgate/lagmonitor"
 	"github.com/floodgate-kafka/floodgate/partition"
 )
@@ -73,7 +74,7 @@ func (c *RelayConfig) validate() error {
 	if len(c.Brokers) == 0 {
 		return configErr("Brokers", "at least one seed broker is required")
 	}
-	if !legalTopic(c.ControlTopic) {
+	if !kname.Topic(c.ControlTopic) {
 		return configErr("ControlTopic", "%q is not a legal topic name", c.ControlTopic)
 	}
 	lc := Config{Topics: c.Topics, Suffix: c.Suffix, Group: c.Group}
