@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/floodgate-kafka/floodgate/internal/kname"
 	"github.com/floodgate-kafka/floodgate/lagmonitor"
 	"github.com/floodgate-kafka/floodgate/partition"
+	"github.com/floodgate-kafka/floodgate/retrytopics"
 )
 
 // Relay defaults.
@@ -63,7 +65,11 @@ type RelayConfig struct {
 	Verifier *lagmonitor.Verifier
 	// ConsumerOpts are more options of the relay's consumer runtime, for
 	// example consumer.WithRouter to quarantine records that cannot be
-	// produced to their destination, or consumer.WithHooks. They come
+	// produced to their destination, or consumer.WithHooks. With a
+	// retrytopics router that has tiers, add its Opts (which subscribe
+	// the runtime to the tiers): a record relayed from a tier goes to the
+	// destination of the deferred topic it failed on, without the tier's
+	// metadata. They come
 	// after the relay's own, which they may override: its group, topics
 	// and ordering, and its revoke and shutdown timeouts
 	// (DefaultRelayRevokeTimeout, DefaultRelayShutdownTimeout).
@@ -336,9 +342,9 @@ func (r *Relay) setErr(err error) {
 
 // handle delivers one deferred record.
 func (r *Relay) handle(ctx context.Context, rec *kgo.Record) error {
-	dest, ok := r.dest[rec.Topic]
+	dest, ok := r.destOf(rec)
 	if !ok {
-		return fmt.Errorf("deferred: record of %s, not a deferred topic of this relay", rec.Topic)
+		return fmt.Errorf("deferred: record of %s, not a deferred topic of this relay (nor a retry tier of one)", rec.Topic)
 	}
 	if m, ok, err := Decode(rec); err != nil {
 		r.malformed.Add(1)
@@ -358,7 +364,7 @@ func (r *Relay) handle(ctx context.Context, rec *kgo.Record) error {
 	if err := r.lims[dest].Wait(ctx); err != nil {
 		return err
 	}
-	out := &kgo.Record{Topic: dest, Key: rec.Key, Value: rec.Value, Headers: Strip(rec.Headers)}
+	out := &kgo.Record{Topic: dest, Key: rec.Key, Value: rec.Value, Headers: relayedHeaders(rec.Headers)}
 	if err := r.rt.Client().ProduceSync(ctx, out).FirstErr(); err != nil {
 		r.produceErrs.Add(1)
 		err = fmt.Errorf("deferred: relaying %s[%d]@%d to %s: %w", rec.Topic, rec.Partition, rec.Offset, dest, err)
@@ -367,6 +373,35 @@ func (r *Relay) handle(ctx context.Context, rec *kgo.Record) error {
 	}
 	r.relayed.Add(1)
 	return nil
+}
+
+// destOf returns the destination of rec: its deferred topic's, or, for a
+// record on a retry tier (a relay run with a retrytopics router that has
+// tiers, whose options subscribe it to them), the destination of the
+// deferred topic it failed on.
+func (r *Relay) destOf(rec *kgo.Record) (string, bool) {
+	if dest, ok := r.dest[rec.Topic]; ok {
+		return dest, true
+	}
+	if m, ok, err := retrytopics.Decode(rec); ok && err == nil {
+		dest, ok := r.dest[m.OriginalTopic]
+		return dest, ok
+	}
+	return "", false
+}
+
+// relayedHeaders are the headers a relayed record keeps: its own, without
+// the deferred lane's ([Strip]) and, from a retry tier, without the tiers'
+// metadata (retrytopics.IsMetaHeader), which are the deferred topic's
+// business.
+func relayedHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
+	var out []kgo.RecordHeader
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, retrytopics.DeferredHeaderPrefix) && !retrytopics.IsMetaHeader(h.Key) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // awaitOpen waits until the gate loop opens dest or ctx ends.
