@@ -35,13 +35,10 @@ type Producer struct {
 	follow   map[string]*followed // read-only after construction
 	followed []*followed          // the same, in the order of cfg.topics
 
-	state     atomic.Int32 // stateNew, stateStarted, stateClosed: read by every record
-	mu        sync.Mutex
-	started   bool
-	closed    bool
+	state     atomic.Int32  // stateNew, stateStarted, stateClosed: read by every record
+	mu        sync.Mutex    // orders Start and Close; state changes under it
 	startDone chan struct{} // closed once Start has read the control topic, or given up
 	startErr  error         // why the producer started without reading it to its end
-	caughtUp  bool
 
 	lastControlErr   error
 	lastControlErrAt time.Time
@@ -217,26 +214,24 @@ func (p *Producer) Policy() Policy { return p.cfg.policy }
 // after Close.
 func (p *Producer) Start(ctx context.Context) error {
 	p.mu.Lock()
-	switch {
-	case p.closed:
+	switch p.state.Load() {
+	case stateClosed:
 		p.mu.Unlock()
 		return ErrClosed
-	case p.started:
+	case stateStarted:
 		p.mu.Unlock()
 		return ErrAlreadyStarted
 	}
-	p.started = true
 	p.state.Store(stateStarted)
 	p.mu.Unlock()
 
 	err := p.reader.Start(ctx)
 	p.refreshAll(true) // the pressure read, before the first record is decided
 	p.mu.Lock()
-	p.caughtUp = err == nil
 	if err != nil && !errors.Is(err, lagmonitor.ErrReaderClosed) {
 		p.startErr = err
 	}
-	closed := p.closed
+	closed := p.state.Load() == stateClosed
 	if !closed {
 		p.loops.Add(2) // under mu: Close, which sets closed under mu, then waits for them
 	}
@@ -268,7 +263,6 @@ func (p *Producer) Start(ctx context.Context) error {
 func (p *Producer) Close() {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
-		p.closed = true
 		p.state.Store(stateClosed)
 		p.mu.Unlock()
 		p.stop()

@@ -103,8 +103,10 @@ type Stats struct {
 	Waiting int64
 
 	// Started is true once Start returned; CaughtUp once the control
-	// topic was read to the end offsets found at start. StartError says
-	// why not, if the producer started admitting without (fail-open).
+	// topic was read to the end offsets found at start (during Start, or
+	// later if Start gave up at its bound: Control.CaughtUp). StartError
+	// says why Start did not see it, if the producer started admitting
+	// without (fail-open).
 	Started, CaughtUp bool
 	StartError        error
 	// ControlErrors counts the times the pressure could not be known or
@@ -173,7 +175,7 @@ func (p *Producer) Stats() Stats {
 		Control:         p.reader.Stats(),
 	}
 	p.mu.Lock()
-	st.Started, st.CaughtUp, st.StartError = p.started && isClosed(p.startDone), p.caughtUp, p.startErr
+	st.Started, st.CaughtUp, st.StartError = isClosed(p.startDone), st.Control.CaughtUp, p.startErr
 	st.LastControlError, st.LastControlErrorAt = p.lastControlErr, p.lastControlErrAt
 	p.mu.Unlock()
 	for _, f := range p.followed {
