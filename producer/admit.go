@@ -12,7 +12,8 @@ import (
 )
 
 // admit decides r's fate, waiting for its class's rate until capAt at
-// most. It returns the record's followed topic (nil if not followed) and
+// most (zero: [MaxWait] from when a wait begins, or ctx's deadline, so
+// that a record admitted at once reads no clock for it). It returns the record's followed topic (nil if not followed) and
 // class rank, and either an error (the record is refused: a
 // [*RefusedError], or ErrNotStarted / ErrClosed) or nil with the decision
 // (Outcome OutcomeDeferred: hand r to the Deferrer; otherwise produce
@@ -38,6 +39,9 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 	}
 	f.offered[rank].Add(1)
 	cnt := &f.cnt[rank]
+	if capAt.IsZero() && !isClosed(p.startDone) {
+		capAt = p.capAt(ctx) // Start is still reading: a wait
+	}
 	if err := p.awaitStart(ctx, capAt); err != nil {
 		if err == ErrClosed {
 			return f, rank, d, err
@@ -54,7 +58,7 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 		}
 	}
 
-	began := time.Now() // waits are real, whatever the clock
+	var began time.Time // waits are real, whatever the clock: time.Now
 	shadow, shadowKnown := false, false
 	// held is the reservation a record woken by a change holds, on
 	// heldLim: it keeps it (its place in the queue) while its class
@@ -78,6 +82,12 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 			p.levelChanged(lc)
 			cnt.admitted.Add(1)
 			return f, rank, d, nil
+		}
+		if first { // only a record under pressure reads these clocks
+			began = time.Now()
+			if capAt.IsZero() {
+				capAt = p.capAt(ctx)
+			}
 		}
 		if !shadowKnown { // asked only of a record under pressure
 			shadow, shadowKnown = p.cfg.shadow != nil && p.cfg.shadow(f.topic, class), true

@@ -39,7 +39,7 @@ func BenchmarkAdmit(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, _, _, err := p.admit(ctx, r, time.Now().Add(time.Second)); err != nil {
+					if _, _, _, err := p.admit(ctx, r, time.Time{}); err != nil { // capAt as Produce gives it
 						b.Fatal(err)
 					}
 				}

@@ -297,8 +297,7 @@ func (p *Producer) Flush(ctx context.Context) error { return p.cl.Flush(ctx) }
 // followed is handed over at once. ctx is r's context, as for kgo: it
 // may carry the record's class ([WithClass]).
 func (p *Producer) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	capAt := p.capAt(ctx)
-	f, rank, d, err := p.admit(ctx, r, capAt)
+	f, rank, d, err := p.admit(ctx, r, time.Time{}) // capped from its first wait
 	switch {
 	case err != nil:
 		p.refusals.push(promise, r, err)
