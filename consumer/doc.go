@@ -99,7 +99,9 @@
 // too large to decompress) end Run with a [*FetchError]. Data loss the
 // client reports (*kgo.ErrDataLoss) or the runtime detects ([DataLossError]:
 // records deleted while their partition was paused, offsets reused after a
-// truncation) is reported, and tracking restarts from the new log.
+// truncation) is reported, and tracking restarts from the new log; a
+// record admitted before that is still in flight keeps commits (and the
+// restart offset of a revoke) at or below it until it finished.
 //
 // Without any hook, the runtime logs through the client's logger
 // (kgo.WithLogger, in KgoOpts or on the wrapped client): commit failures
