@@ -62,17 +62,23 @@ func TestPriorityClassesShareTheByteBudget(t *testing.T) {
 		if s.BufferedBytes > maxBuffered {
 			t.Fatalf("buffered %d bytes > MaxBufferedBytes %d", s.BufferedBytes, maxBuffered)
 		}
-		paused := map[string]bool{}
+		// paused: a partition of the topic is paused for the budget;
+		// fetching: an assigned partition of the topic is not. (The first
+		// assignment may lack a topic whose metadata the client has not
+		// loaded yet: a class with no partitions assigned pauses nothing.)
+		paused, fetching := map[string]bool{}, map[string]bool{}
 		for _, ps := range s.Partitions {
 			if ps.Paused.Has(partition.Priority) {
 				paused[ps.Topic] = true
+			} else {
+				fetching[ps.Topic] = true
 			}
 		}
 		if paused["pay"] {
 			t.Fatal("a critical partition paused for the byte budget")
 		}
-		if paused["orders"] && !paused["logs"] {
-			t.Fatal("normal partitions paused while bulk ones fetched on")
+		if paused["orders"] && fetching["logs"] {
+			t.Fatalf("normal partitions paused while bulk ones fetched on: %+v", s.Partitions)
 		}
 		sawBulk, sawNormal = sawBulk || paused["logs"], sawNormal || paused["orders"]
 		time.Sleep(time.Millisecond) // the sampling period, not a synchronisation
