@@ -13,11 +13,11 @@ import (
 
 // admit decides r's fate, waiting for its class's rate until capAt at
 // most (zero: [MaxWait] from when a wait begins, or ctx's deadline, so
-// that a record admitted at once reads no clock for it). It returns the record's followed topic (nil if not followed) and
-// class rank, and either an error (the record is refused: a
-// [*RefusedError], or ErrNotStarted / ErrClosed) or nil with the decision
-// (Outcome OutcomeDeferred: hand r to the Deferrer; otherwise produce
-// it).
+// that a record admitted at once reads no clock for it). It returns the
+// record's followed topic (nil if not followed) and class rank, and
+// either an error (the record is refused: a [*RefusedError], or
+// ErrNotStarted / ErrClosed) or nil with the decision (Outcome
+// OutcomeDeferred: hand r to the Deferrer; otherwise produce it).
 func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*followed, int, Decision, error) {
 	var d Decision
 	if err := p.usable(); err != nil {

@@ -112,9 +112,21 @@ func truncate(s string, n int) string {
 // Strip returns hs without the deferred headers, in a new slice (nil if
 // none is left).
 func Strip(hs []kgo.RecordHeader) []kgo.RecordHeader {
+	return without(hs, isDeferredHeader)
+}
+
+// isDeferredHeader reports whether key is one of the deferred lane's
+// headers.
+func isDeferredHeader(key string) bool {
+	return strings.HasPrefix(key, retrytopics.DeferredHeaderPrefix)
+}
+
+// without returns hs without the headers whose key drop reports, in a new
+// slice (nil if none is left).
+func without(hs []kgo.RecordHeader, drop func(key string) bool) []kgo.RecordHeader {
 	var out []kgo.RecordHeader
 	for _, h := range hs {
-		if !strings.HasPrefix(h.Key, retrytopics.DeferredHeaderPrefix) {
+		if !drop(h.Key) {
 			out = append(out, h)
 		}
 	}

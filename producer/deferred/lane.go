@@ -35,6 +35,8 @@ var (
 	// ErrNotStarted: a key-ordered lane defers nothing before its Start
 	// returned nil (nor after a Start that failed: call it again).
 	ErrNotStarted = errors.New("deferred: lane not started")
+	// ErrAlreadyStarted: Start of a lane already started.
+	ErrAlreadyStarted = errors.New("deferred: lane already started")
 	// ErrClosed: the lane or relay is closed.
 	ErrClosed = errors.New("deferred: closed")
 )
@@ -192,13 +194,14 @@ func (l *Lane) DeferredTopic(topic string) string { return topic + l.cfg.Suffix 
 //
 // A Start that fails leaves the lane as it found it, not started, with
 // nothing running: Start may be called again. A lane may be started
-// once.
+// once: Start while it starts or after it started returns
+// [ErrAlreadyStarted], after Close [ErrClosed].
 func (l *Lane) Start(ctx context.Context) error {
 	if !l.state.CompareAndSwap(stateNew, stateStarting) {
 		if l.state.Load() == stateClosed {
 			return ErrClosed
 		}
-		return errors.New("deferred: Start called twice")
+		return ErrAlreadyStarted
 	}
 	err := l.ensureTopics(ctx)
 	if err == nil && l.keys != nil {

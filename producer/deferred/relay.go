@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,10 +68,10 @@ type RelayConfig struct {
 	// retrytopics router that has tiers, add its Opts (which subscribe
 	// the runtime to the tiers): a record relayed from a tier goes to the
 	// destination of the deferred topic it failed on, without the tier's
-	// metadata. They come
-	// after the relay's own, which they may override: its group, topics
-	// and ordering, and its revoke and shutdown timeouts
-	// (DefaultRelayRevokeTimeout, DefaultRelayShutdownTimeout).
+	// metadata. They come after the relay's own, which they may
+	// override: its group, topics and ordering, and its revoke and
+	// shutdown timeouts (DefaultRelayRevokeTimeout,
+	// DefaultRelayShutdownTimeout).
 	ConsumerOpts []consumer.Opt
 }
 
@@ -395,13 +394,7 @@ func (r *Relay) destOf(rec *kgo.Record) (string, bool) {
 // metadata (retrytopics.IsMetaHeader), which are the deferred topic's
 // business.
 func relayedHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
-	var out []kgo.RecordHeader
-	for _, h := range hs {
-		if !strings.HasPrefix(h.Key, retrytopics.DeferredHeaderPrefix) && !retrytopics.IsMetaHeader(h.Key) {
-			out = append(out, h)
-		}
-	}
-	return out
+	return without(hs, func(key string) bool { return isDeferredHeader(key) || retrytopics.IsMetaHeader(key) })
 }
 
 // awaitOpen waits until the gate loop opens dest or ctx ends.

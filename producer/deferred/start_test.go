@@ -30,11 +30,7 @@ func TestKeyOrderedStartPastDeleted(t *testing.T) {
 	if resp, err := kadm.NewClient(cl).DeleteRecords(testCtx(t), del); err != nil || resp.Error() != nil {
 		t.Fatalf("DeleteRecords: %v %v", err, resp.Error())
 	}
-	l, err := NewLane(cl, Config{Topics: []string{"orders"}, KeyOrdered: true, StartTimeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
+	l := keyOrderedLane(t, cl)
 	if err := l.Start(testCtx(t)); err != nil {
 		t.Fatalf("Start with the deferred records deleted: %v", err)
 	}
@@ -66,11 +62,7 @@ func TestKeyOrderedStartPastMarker(t *testing.T) {
 	if err := tx.EndTransaction(testCtx(t), kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLane(cl, Config{Topics: []string{"orders"}, KeyOrdered: true, StartTimeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
+	l := keyOrderedLane(t, cl)
 	if err := l.Start(testCtx(t)); err != nil {
 		t.Fatalf("Start with a commit marker last: %v", err)
 	}
@@ -114,7 +106,19 @@ func TestStartRetry(t *testing.T) {
 	if !l.Holds("orders", []byte("k")) {
 		t.Fatal("the started lane does not hold the key it deferred")
 	}
-	if err := l.Start(testCtx(t)); err == nil {
-		t.Fatal("a second Start of a started lane succeeded")
+	if err := l.Start(testCtx(t)); !errors.Is(err, ErrAlreadyStarted) {
+		t.Fatalf("a second Start of a started lane: %v, want ErrAlreadyStarted", err)
 	}
+}
+
+// keyOrderedLane returns a key-ordered lane of orders, not started, closed
+// at the test's end.
+func keyOrderedLane(t *testing.T, cl *kgo.Client) *Lane {
+	t.Helper()
+	l, err := NewLane(cl, Config{Topics: []string{"orders"}, KeyOrdered: true, StartTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
 }
