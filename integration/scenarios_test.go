@@ -214,30 +214,9 @@ func TestBrokerRestart(t *testing.T) {
 // TestClusterFault starts its own 3-node cluster, consumes a topic with
 // replication factor 3 and kills one broker mid-run: nothing is lost.
 func TestClusterFault(t *testing.T) {
-	if integration.Shared(t).Kind == integration.Container {
-		t.Skip("the cluster-fault test starts its own 3-node Kafka with scripts/kafka, which the container kind does not use (CI runs it on scripts/kafka)")
-	}
-	if os.Getenv(integration.EnvScript) == "" {
-		integration.Unavailable(t, "the cluster-fault test starts its own 3-node Kafka: set %s to scripts/kafka (needs Java 17 and Maven)", integration.EnvScript)
-	}
-	script, err := integration.RepoScript()
-	if err != nil {
-		t.Fatal(err)
-	}
-	script = script.With(integration.FaultEnv()...)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	brokers, err := script.Start(ctx, 3)
-	if err != nil {
-		t.Fatalf("starting a 3-node cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := script.Stop(ctx); err != nil {
-			t.Errorf("stopping the 3-node cluster: %v", err)
-		}
-	})
+	brokers, script := ownCluster(ctx, t, "the cluster-fault test", 3)
 	c := &integration.Cluster{Kind: integration.Existing, Brokers: brokers, Script: script}
 	s := newScenario(t, c, 6, 3)
 	stopLoad := s.load(testkit.NewProducer(t, brokers), 50, 20*time.Millisecond)
@@ -253,4 +232,35 @@ func TestClusterFault(t *testing.T) {
 	s.ledger.WaitAll(t, 3*time.Minute)
 	stop()
 	s.report("cluster-fault", noBound, "brokers=3 rf=3 killed=2")
+}
+
+// ownCluster starts a fresh cluster of nodes with scripts/kafka beside the
+// shared one (integration.FaultEnv), stopped when the test ends, and
+// returns its brokers and script; a test run on the container kind skips,
+// one without scripts/kafka is unavailable. who names the test.
+func ownCluster(ctx context.Context, t *testing.T, who string, nodes int) ([]string, *integration.Script) {
+	t.Helper()
+	if integration.Shared(t).Kind == integration.Container {
+		t.Skipf("%s starts its own Kafka with scripts/kafka, which the container kind does not use (CI runs it on scripts/kafka)", who)
+	}
+	if os.Getenv(integration.EnvScript) == "" {
+		integration.Unavailable(t, "%s starts its own %d-node Kafka: set %s to scripts/kafka (needs Java 17 and Maven)", who, nodes, integration.EnvScript)
+	}
+	script, err := integration.RepoScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script = script.With(integration.FaultEnv()...)
+	brokers, err := script.Start(ctx, nodes)
+	if err != nil {
+		t.Fatalf("starting a %d-node cluster: %v", nodes, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := script.Stop(ctx); err != nil {
+			t.Errorf("stopping the %d-node cluster: %v", nodes, err)
+		}
+	})
+	return brokers, script
 }
