@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
+	"github.com/floodgate-kafka/floodgate/internal/kretry"
 	"github.com/floodgate-kafka/floodgate/internal/topicconf"
 	"github.com/floodgate-kafka/floodgate/retrytopics"
 )
@@ -260,7 +261,15 @@ func originalTopic(e Entry) (string, bool) {
 
 // checkIdle fails with ErrResumeGroupActive if group has members.
 func checkIdle(ctx context.Context, adm *kadm.Client, group string) error {
-	gs, err := adm.DescribeGroups(ctx, group)
+	var gs kadm.DescribedGroups
+	err := kretry.Coordinator(ctx, func(ctx context.Context) error {
+		var err error
+		gs, err = adm.DescribeGroups(ctx, group)
+		if err == nil && kretry.NotReady(gs[group].Err) {
+			err = gs[group].Err
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("dlq: describing resume group %q: %w", group, err)
 	}
@@ -282,7 +291,12 @@ func checkIdle(ctx context.Context, adm *kadm.Client, group string) error {
 // partitions.
 func committedOffsets(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
 	out := make(map[int32]int64)
-	resps, err := adm.FetchOffsets(ctx, group)
+	var resps kadm.OffsetResponses
+	err := kretry.Coordinator(ctx, func(ctx context.Context) error {
+		var err error
+		resps, err = adm.FetchOffsets(ctx, group)
+		return err
+	})
 	switch {
 	case errors.Is(err, kerr.GroupIDNotFound):
 		return out, nil // no group yet: nothing committed (Kafka answers no offsets)

@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/floodgate-kafka/floodgate/internal/kretry"
 )
 
 // GroupLag is a consumer group's lag seen from outside the group: its
@@ -67,10 +69,17 @@ func DescribeGroupLag(ctx context.Context, brokers []string, group string, topic
 	// A KIP-848 group is described by ConsumerGroupDescribe; the classic
 	// describe kadm's Lag uses does not know it (GROUP_ID_NOT_FOUND), as
 	// the new describe does not know a classic group.
-	out, err := consumerGroupLag(ctx, adm, group, want)
-	if errors.Is(err, kerr.GroupIDNotFound) || errors.Is(err, kerr.UnsupportedVersion) {
-		out, err = classicGroupLag(ctx, adm, group, want)
-	}
+	// A coordinator not ready yet (a cluster's first group, a broker
+	// restarted) is waited for.
+	var out GroupLag
+	err = kretry.Coordinator(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = consumerGroupLag(ctx, adm, group, want)
+		if errors.Is(err, kerr.GroupIDNotFound) || errors.Is(err, kerr.UnsupportedVersion) {
+			out, err = classicGroupLag(ctx, adm, group, want)
+		}
+		return err
+	})
 	if err != nil {
 		return GroupLag{}, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/internal/kconn"
+	"github.com/floodgate-kafka/floodgate/internal/kretry"
 	"github.com/floodgate-kafka/floodgate/producer/deferred"
 )
 
@@ -201,7 +202,12 @@ func deferredBacklog(ctx context.Context, cl *kgo.Client, group, dt string) (int
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	committed, err := adm.FetchOffsets(ctx, group)
+	var committed kadm.OffsetResponses
+	err = kretry.Coordinator(ctx, func(ctx context.Context) error {
+		var err error
+		committed, err = adm.FetchOffsets(ctx, group)
+		return err
+	})
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return 0, time.Time{}, err
 	}

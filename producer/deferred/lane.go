@@ -16,6 +16,7 @@ import (
 
 	"github.com/floodgate-kafka/floodgate/internal/kconn"
 	"github.com/floodgate-kafka/floodgate/internal/kname"
+	"github.com/floodgate-kafka/floodgate/internal/kretry"
 	"github.com/floodgate-kafka/floodgate/producer"
 )
 
@@ -479,7 +480,12 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 // deferred topics (none for a group that never committed) and releases
 // the keys they pass.
 func (l *Lane) readCommitted(ctx context.Context, adm *kadm.Client) (map[string]map[int32]int64, error) {
-	resp, err := adm.FetchOffsets(ctx, l.cfg.Group)
+	var resp kadm.OffsetResponses
+	err := kretry.Coordinator(ctx, func(ctx context.Context) error {
+		var err error
+		resp, err = adm.FetchOffsets(ctx, l.cfg.Group)
+		return err
+	})
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return nil, err
 	}

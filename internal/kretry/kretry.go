@@ -1,0 +1,56 @@
+// Package kretry retries the group requests that a group coordinator
+// refuses while it is not ready: on a cluster's first use of a group
+// (the offsets topic being created), after a broker restart or while a
+// coordinator moves. franz-go's admin client (kadm) returns such a refusal
+// as the request's error at once; its own consumer retries it.
+package kretry
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// MaxWait bounds how long [Coordinator] retries when ctx has no earlier
+// deadline: a coordinator takes seconds to load, not minutes.
+const MaxWait = 15 * time.Second
+
+// backoff bounds: the first retry comes soon (a fresh offsets topic
+// is ready within a second or two), later ones less often.
+const (
+	firstBackoff = 50 * time.Millisecond
+	maxBackoff   = time.Second
+)
+
+// NotReady reports whether err says the group coordinator is not ready
+// (COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS or
+// NOT_COORDINATOR), anywhere in err's tree.
+func NotReady(err error) bool {
+	return errors.Is(err, kerr.CoordinatorNotAvailable) || errors.Is(err, kerr.CoordinatorLoadInProgress) ||
+		errors.Is(err, kerr.NotCoordinator)
+}
+
+// Coordinator calls fn, and again with a growing backoff while its error
+// says the coordinator is not ready, until ctx ends or MaxWait has passed;
+// it returns fn's last error (nil once fn succeeds).
+func Coordinator(ctx context.Context, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, MaxWait)
+	defer cancel()
+	wait := firstBackoff
+	for {
+		err := fn(ctx)
+		if !NotReady(err) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, maxBackoff)
+	}
+}
