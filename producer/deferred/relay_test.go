@@ -42,8 +42,13 @@ func TestRelayCloseDuringRun(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.Run(context.Background()) }()
+	// The runtime's client joins its group when NewRelay builds it, so
+	// an assignment alone does not say that Run began.
 	testkit.Eventually(t, 30*time.Second, "the relay to run, assigned its deferred partition", func() bool {
-		return len(r.Runtime().Assigned()) > 0
+		r.runMu.Lock()
+		ran := r.ran
+		r.runMu.Unlock()
+		return ran && len(r.Runtime().Assigned()) > 0
 	})
 	if err := r.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
