@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,13 +30,14 @@ func TestFailingCommitsBoundExposure(t *testing.T) {
 	fault := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Topic: "cf", Err: kerr.OffsetMetadataTooLarge, Count: -1})
 	logs := &logCapture{}
 	var handled atomic.Int64
+	firstFail := &firstFailure{commitChecker: checker, handled: &handled, at: -1}
 	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
 		ledger.Handled(r.Topic, r.Partition, r.Offset)
 		handled.Add(1)
 		return nil
 	}, consumer.Brokers(brokers...), consumer.Group("cf"), consumer.Topics("cf"),
 		consumer.PartitionMaxRecords(window), consumer.CommitInterval(20*time.Millisecond),
-		consumer.MaxUncommitted(bound, time.Hour), consumer.WithHooks(checker),
+		consumer.MaxUncommitted(bound, time.Hour), consumer.WithHooks(firstFail),
 		consumer.KgoOpts(kgo.WithLogger(logs)))
 	if err != nil {
 		t.Fatal(err)
@@ -52,10 +54,17 @@ func TestFailingCommitsBoundExposure(t *testing.T) {
 	if s.SinceCommit < 0 || s.LastCommit.IsZero() {
 		t.Fatalf("Stats: LastCommit %v, SinceCommit %v", s.LastCommit, s.SinceCommit)
 	}
-	// The pause takes effect at the next poll or commit: at most a window
-	// and a fetch beyond the bound.
-	if h := handled.Load(); h > bound+3*window {
-		t.Fatalf("%d records handled while no commit succeeded: more than MaxUncommitted %d plus what was in flight", h, bound)
+	// The runtime learns that commits fail from the first failed commit
+	// (one CommitInterval in): what was handled by then is not held to
+	// the bound. The pause takes effect at the next poll or commit: at
+	// most a window and a fetch beyond the bound, or beyond what was
+	// handled at that first failure.
+	atFail := firstFail.get()
+	if atFail < 0 {
+		t.Fatal("no failed commit reached the commit hook")
+	}
+	if h := handled.Load(); h > max(bound, atFail)+3*window {
+		t.Fatalf("%d records handled while no commit succeeded (%d at the first failed commit): more than MaxUncommitted %d plus what was in flight", h, atFail, bound)
 	}
 	if line := logs.find("WARN", "commit failed", "OFFSET_METADATA_TOO_LARGE"); line == "" {
 		t.Fatalf("the failing commit was not logged at warn; logged: %q", logs.lines)
@@ -67,6 +76,30 @@ func TestFailingCommitsBoundExposure(t *testing.T) {
 		t.Fatalf("CommitErr still %v after commits succeed", s.CommitErr)
 	}
 	stop()
+}
+
+// firstFailure is a commitChecker that also notes how many records were
+// handled when the first commit failed (-1: none failed yet).
+type firstFailure struct {
+	*commitChecker
+	handled *atomic.Int64
+	mu      sync.Mutex
+	at      int64
+}
+
+func (f *firstFailure) OnCommit(offsets map[string]map[int32]kgo.EpochOffset, err error) {
+	f.commitChecker.OnCommit(offsets, err)
+	f.mu.Lock()
+	if err != nil && f.at < 0 {
+		f.at = f.handled.Load()
+	}
+	f.mu.Unlock()
+}
+
+func (f *firstFailure) get() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.at
 }
 
 // holdCommits makes the cluster hold every OffsetCommit until release is
