@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floodgate-kafka/floodgate/internal/kname"
+	"github.com/floodgate-kafka/floodgate/internal/kretry"
 )
 
 // Partitioner returns a kgo.Partitioner for the clients that publish
@@ -334,8 +335,16 @@ func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partit
 		st.Created, st.Partitions = true, partitions
 		st.Configs = map[string]string{"cleanup.policy": "compact,delete", "retention.ms": retention, "segment.ms": segment}
 		return st, nil
-	case errors.Is(err, kerr.TopicAlreadyExists): // created meanwhile
-		n, err := topicPartitions(ctx, cl, name)
+	case errors.Is(err, kerr.TopicAlreadyExists):
+		// Created meanwhile by another client (monitors that start
+		// together race to create it): the broker asked may not have
+		// the topic in its metadata yet, and answers UNKNOWN_TOPIC_OR_PARTITION
+		// for a moment.
+		var n int32
+		err := kretry.While(ctx, kretry.UnknownTopic, func(ctx context.Context) (err error) {
+			n, err = topicPartitions(ctx, cl, name)
+			return err
+		})
 		if err != nil {
 			return st, fmt.Errorf("lagmonitor: looking up control topic %q: %w", name, err)
 		}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,6 +310,46 @@ func TestEnsureControlTopic(t *testing.T) {
 		if _, err := lagmonitor.EnsureControlTopic(ctx(t), cl, args.topic, args.parts, args.ttl); !errors.Is(err, lagmonitor.ErrInvalidConfig) {
 			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)
 		}
+	}
+}
+
+// TestEnsureControlTopicCreatedMeanwhile races another creator: the lookup
+// finds no topic, the create fails with TOPIC_ALREADY_EXISTS, and the
+// broker's metadata does not hold the new topic yet for one more lookup
+// (what a real cluster answers when monitors start together).
+// EnsureControlTopic waits for the topic instead of failing.
+func TestEnsureControlTopicCreatedMeanwhile(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 4, ctl)
+	host, port, err := net.SplitHostPort(brokers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	nport, _ := strconv.Atoi(port)
+	var lookups atomic.Int32
+	c.ControlKey(int16(kmsg.Metadata), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.MetadataRequest)
+		if len(req.Topics) != 1 || req.Topics[0].Topic == nil || *req.Topics[0].Topic != ctl || lookups.Add(1) > 2 {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.MetadataResponse)
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = 0, host, int32(nport)
+		resp.Brokers = append(resp.Brokers, b)
+		rt := kmsg.NewMetadataResponseTopic()
+		rt.Topic, rt.ErrorCode = kmsg.StringPtr(ctl), kerr.UnknownTopicOrPartition.Code
+		resp.Topics = append(resp.Topics, rt)
+		return resp, nil, true
+	})
+	st, err := lagmonitor.EnsureControlTopic(ctx(t), publishClient(t, brokers), ctl, 6, time.Minute)
+	if err != nil {
+		t.Fatalf("EnsureControlTopic: %v", err)
+	}
+	if st.Created || st.Partitions != 4 {
+		t.Errorf("status %+v, want the topic found as the other client made it (4 partitions)", st)
+	}
+	if n := lookups.Load(); n < 3 {
+		t.Errorf("%d lookups of the control topic, want the two refused and one more", n)
 	}
 }
 

@@ -1,8 +1,10 @@
-// Package kretry retries the group requests that a group coordinator
-// refuses while it is not ready: on a cluster's first use of a group
-// (the offsets topic being created), after a broker restart or while a
-// coordinator moves. franz-go's admin client (kadm) returns such a refusal
-// as the request's error at once; its own consumer retries it.
+// Package kretry retries the requests that a broker refuses while it is
+// not ready for them: group requests while a group coordinator is not
+// ready (on a cluster's first use of a group, the offsets topic being
+// created; after a broker restart; while a coordinator moves), and lookups
+// of a topic that another client has just created. franz-go's admin client
+// (kadm) returns such a refusal as the request's error at once; its own
+// consumer retries it.
 package kretry
 
 import (
@@ -13,8 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// MaxWait bounds how long [Coordinator] retries when ctx has no earlier
-// deadline: a coordinator takes seconds to load, not minutes.
+// MaxWait bounds how long [Coordinator] and [While] retry when ctx has no
+// earlier deadline: a coordinator takes seconds to load, and a new topic
+// reaches every broker's metadata within seconds, not minutes.
 const MaxWait = 15 * time.Second
 
 // backoff bounds: the first retry comes soon (a fresh offsets topic
@@ -36,12 +39,24 @@ func NotReady(err error) bool {
 // says the coordinator is not ready, until ctx ends or MaxWait has passed;
 // it returns fn's last error (nil once fn succeeds).
 func Coordinator(ctx context.Context, fn func(context.Context) error) error {
+	return While(ctx, NotReady, fn)
+}
+
+// UnknownTopic reports whether err is UNKNOWN_TOPIC_OR_PARTITION: what a
+// broker answers for a topic that another client created a moment ago and
+// that its metadata does not hold yet.
+func UnknownTopic(err error) bool { return errors.Is(err, kerr.UnknownTopicOrPartition) }
+
+// While calls fn, and again with a growing backoff while retry(err) holds
+// for its error, until ctx ends or MaxWait has passed; it returns fn's
+// last error (nil once fn succeeds).
+func While(ctx context.Context, retry func(error) bool, fn func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, MaxWait)
 	defer cancel()
 	wait := firstBackoff
 	for {
 		err := fn(ctx)
-		if !NotReady(err) {
+		if err == nil || !retry(err) {
 			return err
 		}
 		t := time.NewTimer(wait)

@@ -52,3 +52,16 @@ func TestCoordinatorEndsWithItsContext(t *testing.T) {
 		t.Fatalf("Coordinator = %v after %d calls, want the last COORDINATOR_NOT_AVAILABLE after 3", err, calls)
 	}
 }
+
+func TestWhileRetriesAnUnknownTopic(t *testing.T) {
+	calls := 0
+	err := While(context.Background(), UnknownTopic, func(context.Context) error {
+		if calls++; calls < 3 {
+			return fmt.Errorf("looking up: %w", kerr.UnknownTopicOrPartition)
+		}
+		return kerr.TopicAuthorizationFailed
+	})
+	if calls != 3 || !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Errorf("%d calls, error %v: want the unknown topic retried twice and the third error returned", calls, err)
+	}
+}
