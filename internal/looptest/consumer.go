@@ -78,7 +78,7 @@ type ConsumerConfig struct {
 type Consumer struct {
 	RT  *consumer.Runtime
 	Mon *lagmonitor.Monitor
-	// Signals has what the monitor published.
+	// Signals has what the monitor published or tried to.
 	Signals *Signals
 	// Handled counts the records handled.
 	Handled atomic.Int64
@@ -187,15 +187,17 @@ func (c *Consumer) Lag() lagmonitor.TopicLag {
 	return lagmonitor.TopicLag{}
 }
 
-// Signals records the signals a monitor published (a lagmonitor hook).
+// Signals records the signals a monitor published (a lagmonitor hook),
+// those whose publishing failed too: a produce that timed out for the
+// monitor may still have been written, and a producer may act on it.
 type Signals struct {
 	mu sync.Mutex
 	ss []lagmonitor.Signal
 }
 
 // OnPublish implements lagmonitor.HookPublish.
-func (s *Signals) OnPublish(sig lagmonitor.Signal, err error) {
-	if err != nil {
+func (s *Signals) OnPublish(sig lagmonitor.Signal, _ error) {
+	if sig.Seq == 0 { // refused before a sequence was taken: never written
 		return
 	}
 	s.mu.Lock()
@@ -203,8 +205,8 @@ func (s *Signals) OnPublish(sig lagmonitor.Signal, err error) {
 	s.mu.Unlock()
 }
 
-// All returns the signals published so far, in the order published
-// (by sequence number).
+// All returns the signals published or attempted so far, in the order
+// published (by sequence number).
 func (s *Signals) All() []lagmonitor.Signal {
 	s.mu.Lock()
 	defer s.mu.Unlock()
