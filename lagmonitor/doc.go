@@ -14,6 +14,12 @@
 //	go rt.Run(ctx)
 //	go mon.Run(ctx) // publishes per topic: at once on a level change, and every Heartbeat
 //
+// A publish that fails (the control topic unwritable for a moment) is
+// logged, reported to [HookPublish], and tried again soon with the
+// topic's current figures, after a backoff from EvalInterval doubling up
+// to Heartbeat; meanwhile producers obey the last signal they hold until
+// it expires.
+//
 // [EnsureControlTopic] creates the control topic. A producer service runs a
 // [Reader] on the topics it produces to and asks it for their [Pressure]
 // (package producer builds admission on it). [DescribeGroupLag] measures

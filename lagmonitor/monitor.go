@@ -35,7 +35,9 @@ type Config struct {
 	// level change is published at once. Default 100ms.
 	EvalInterval time.Duration
 	// Heartbeat is how often a topic's signal is published while its
-	// level stays the same. Default 5s.
+	// level stays the same. Default 5s. A publish that fails is tried
+	// again sooner, after a backoff from EvalInterval doubling up to
+	// Heartbeat.
 	Heartbeat time.Duration
 	// TTL is how long a signal holds (fail-open after); it must exceed
 	// Heartbeat. Default 3 × Heartbeat.
@@ -111,7 +113,8 @@ type TopicLag struct {
 	SuggestedRate float64       // 0: none
 	Paused        map[string]int
 	Partitions    []PartitionLag
-	// LastPublished is when the topic's signal was last published.
+	// LastPublished is when the topic's signal was last published
+	// (acknowledged by the control topic).
 	LastPublished time.Time
 }
 
@@ -168,8 +171,14 @@ type topicMonitor struct {
 	drain    DrainMeter
 	capacity CapacityEstimator
 	last     TopicLag
-	pub      time.Time // last publish
+	pub      time.Time // last successful publish (its signal's IssuedAt)
+	next     time.Time // when a signal is due, level change or not
 	signaled bool      // a signal was published: stopping writes a tombstone
+	// retry is the wait after the last failed publish (0 after a
+	// success): a signal is due again after it, not a whole heartbeat
+	// later, so that a level change that failed to go out reaches
+	// producers soon after the control topic takes writes again.
+	retry time.Duration
 }
 
 // New returns a monitor of rt. It checks cfg once and names a bad field
@@ -484,11 +493,10 @@ func (m *Monitor) evaluate(ctx context.Context) {
 				From: dec.Prev, To: dec.Level, Reason: dec.Reason, OffsetLag: lag.OffsetLag, TimeLag: lag.TimeLag,
 				DrainRate: lag.DrainRate, SuggestedRate: lag.SuggestedRate, At: now})
 		}
-		if dec.Changed || now.Sub(tm.pub) >= m.cfg.Heartbeat {
+		if dec.Changed || !now.Before(tm.next) {
 			due = append(due, Signal{Group: m.cfg.Group, Topic: topic, Level: dec.Level, OffsetLag: lag.OffsetLag, TimeLag: lag.TimeLag, DrainRate: lag.DrainRate,
 				SuggestedRate: lag.SuggestedRate, Paused: lag.Paused, Reason: dec.Reason, IssuedAt: now, TTL: m.cfg.TTL})
-			tm.pub, tm.signaled = now, true
-			tm.last.LastPublished = now
+			tm.next, tm.signaled = now.Add(m.cfg.Heartbeat), true
 		}
 	}
 	for topic, tm := range m.topics {
@@ -515,9 +523,25 @@ func (m *Monitor) evaluate(ctx context.Context) {
 		m.logf(kgo.LogLevelInfo, "floodgate: pressure level changed", "group", e.Group, "topic", e.Topic,
 			"from", e.From, "to", e.To, "reason", e.Reason, "offset_lag", e.OffsetLag, "time_lag", e.TimeLag)
 	}
-	for _, s := range due {
-		m.publish(ctx, s)
+	errs := make([]error, len(due))
+	for i, s := range due {
+		errs[i] = m.publish(ctx, s)
 	}
+	m.mu.Lock()
+	for i, s := range due {
+		tm := m.topics[s.Topic]
+		switch {
+		case tm == nil:
+		case errs[i] == nil:
+			tm.pub, tm.last.LastPublished, tm.retry = s.IssuedAt, s.IssuedAt, 0
+		default:
+			// Due again after a backoff from EvalInterval, doubling up
+			// to Heartbeat.
+			tm.retry = min(max(2*tm.retry, m.cfg.EvalInterval), m.cfg.Heartbeat)
+			tm.next = s.IssuedAt.Add(tm.retry)
+		}
+	}
+	m.mu.Unlock()
 	for _, t := range gone {
 		m.tombstone(ctx, t)
 	}
@@ -615,7 +639,7 @@ func (m *Monitor) topic(t string) *topicMonitor {
 }
 
 // publish writes s, bounded by the heartbeat interval.
-func (m *Monitor) publish(ctx context.Context, s Signal) {
+func (m *Monitor) publish(ctx context.Context, s Signal) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Heartbeat)
 	defer cancel()
 	s, err := m.pub.Publish(ctx, s)
@@ -623,9 +647,10 @@ func (m *Monitor) publish(ctx context.Context, s Signal) {
 		h.OnPublish(s, err)
 	}
 	if err != nil {
-		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: publishing a pressure signal failed; producers fall back to no pressure when the last one expires",
+		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: publishing a pressure signal failed; it is published again soon, and producers fall back to no pressure when the last one expires",
 			"topic", s.Topic, "level", s.Level, "err", err)
 	}
+	return err
 }
 
 // tombstone lifts this instance's signal of topic, bounded by ctx (the

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
@@ -334,6 +336,78 @@ func TestMonitorTombstonesWhenRuntimeStops(t *testing.T) {
 	if !stopped {
 		t.Fatal("the monitor goes on publishing after the runtime stopped")
 	}
+}
+
+// pubLog is a HookPublish counting failed publishes.
+type pubLog struct{ failed atomic.Int32 }
+
+func (l *pubLog) OnPublish(_ Signal, err error) {
+	if err != nil {
+		l.failed.Add(1)
+	}
+}
+
+// TestMonitorRetriesFailedPublish: the control topic refuses the first
+// signal; the monitor publishes it again after a short backoff, not at
+// the next heartbeat (an hour away here).
+func TestMonitorRetriesFailedPublish(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 1, "orders")
+	if err := c.CreateTopic("ctl", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(testkit.NewProducer(t, brokers).Client())
+	td, err := adm.ListTopics(context.Background(), "ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := td["ctl"].ID // produce v13 names topics by id
+	var refused atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		if len(req.Topics) != 1 || (req.Topics[0].Topic != "ctl" && req.Topics[0].TopicID != id) || !refused.CompareAndSwap(false, true) {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.PolicyViolation.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	rt, err := consumer.New(func(context.Context, *kgo.Record) error { return nil },
+		consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("orders"),
+		consumer.KgoOpts(ClientOpts("ctl")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Run(t, rt)
+	pubs := &pubLog{}
+	cfg := monitorConfig("g", pubs)
+	cfg.Heartbeat, cfg.TTL = 30*time.Minute, time.Hour
+	m, err := New(rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMonitor(t, m)
+	r := testReader(t, brokers)
+	testkit.Produce(t, brokers, "orders", 10, 1, 1)
+	testkit.Eventually(t, time.Minute, "a signal of orders on the control topic after the refused one", func() bool {
+		return len(r.Signals("orders", time.Now())) == 1
+	})
+	if !refused.Load() || pubs.failed.Load() != 1 {
+		t.Fatalf("refused %v, %d failed publishes: want the first publish refused and reported", refused.Load(), pubs.failed.Load())
+	}
+	testkit.Eventually(t, time.Minute, "Lag() to show the publish that succeeded as LastPublished", func() bool {
+		lag := m.Lag()
+		return len(lag) == 1 && !lag[0].LastPublished.IsZero()
+	})
 }
 
 // TestMonitorPausesLessImportantClasses: while a critical topic lags, the
