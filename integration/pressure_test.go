@@ -251,3 +251,49 @@ func TestPressureLatency(t *testing.T) {
 	s.report("pressure-latency", 0, fmt.Sprintf("trials=%d median=%s p99=%s max=%s", trials,
 		p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond)))
 }
+
+// TestControlTopicCreatedTogether: monitors that start together race to
+// create their control topic. On a real cluster the losers get
+// TOPIC_ALREADY_EXISTS and then, for a moment, UNKNOWN_TOPIC_OR_PARTITION
+// from a broker whose metadata lags; every one of them must find the
+// topic, with the partitions the winner made it with.
+func TestControlTopicCreatedTogether(t *testing.T) {
+	c := integration.Shared(t)
+	const racers = 6
+	cls := make([]*kgo.Client, racers)
+	for i := range cls {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		cls[i] = cl
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for round := range 5 {
+		control := fmt.Sprintf("%s-%d.pressure", t.Name(), rand.Int64())
+		sts := make([]lagmonitor.ControlTopicStatus, racers)
+		errs := make([]error, racers)
+		var wg sync.WaitGroup
+		for i, cl := range cls {
+			wg.Go(func() { sts[i], errs[i] = lagmonitor.EnsureControlTopic(ctx, cl, control, 3, 10*time.Second) })
+		}
+		wg.Wait()
+		created := 0
+		for i := range racers {
+			if errs[i] != nil {
+				t.Fatalf("round %d, racer %d: %v", round, i, errs[i])
+			}
+			if sts[i].Partitions != 3 {
+				t.Errorf("round %d, racer %d: %d partitions, want 3", round, i, sts[i].Partitions)
+			}
+			if sts[i].Created {
+				created++
+			}
+		}
+		if created != 1 {
+			t.Errorf("round %d: %d racers say they created %s, want 1", round, created, control)
+		}
+	}
+}
