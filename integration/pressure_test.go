@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
@@ -68,8 +69,9 @@ func (s *pressureScenario) held() chan struct{} {
 	return s.hold
 }
 
-// member runs a runtime and its monitor; handled counts its records.
-func (s *pressureScenario) member(th lagmonitor.Thresholds, handled *atomic.Int64) *lagmonitor.Monitor {
+// member runs a runtime and its monitor; handled counts its records; tune,
+// if given, changes the monitor's config.
+func (s *pressureScenario) member(th lagmonitor.Thresholds, handled *atomic.Int64, tune ...func(*lagmonitor.Config)) *lagmonitor.Monitor {
 	t := s.t
 	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
 		if string(r.Value) == "hold" {
@@ -87,8 +89,12 @@ func (s *pressureScenario) member(th lagmonitor.Thresholds, handled *atomic.Int6
 		t.Fatal(err)
 	}
 	run(t, rt)
-	m, err := lagmonitor.New(rt, lagmonitor.Config{Group: s.group, ControlTopic: s.control, Thresholds: th,
-		Heartbeat: time.Second, TTL: 5 * time.Second, RefreshInterval: 500 * time.Millisecond})
+	cfg := lagmonitor.Config{Group: s.group, ControlTopic: s.control, Thresholds: th,
+		Heartbeat: time.Second, TTL: 5 * time.Second, RefreshInterval: 500 * time.Millisecond}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	m, err := lagmonitor.New(rt, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,4 +302,64 @@ func TestControlTopicCreatedTogether(t *testing.T) {
 			t.Errorf("round %d: %d racers say they created %s, want 1", round, created, control)
 		}
 	}
+}
+
+// publishLog is a lagmonitor.HookPublish counting failed publishes.
+type publishLog struct{ failed atomic.Int64 }
+
+func (l *publishLog) OnPublish(_ lagmonitor.Signal, err error) {
+	if err != nil {
+		l.failed.Add(1)
+	}
+}
+
+// TestMonitorPublishRefused: the control topic refuses the monitor's
+// signals (its max.message.bytes set below a signal's size: the broker
+// answers MESSAGE_TOO_LARGE); once it takes them again the monitor's
+// signal appears soon, not at the next heartbeat (half an hour away).
+func TestMonitorPublishRefused(t *testing.T) {
+	c := integration.Shared(t)
+	if !c.Real() {
+		t.Skip("kfake does not enforce a topic's max.message.bytes")
+	}
+	s := newPressureScenario(t, c, 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alter := func(op kadm.IncrementalOp, value *string) {
+		t.Helper()
+		rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: op, Name: "max.message.bytes", Value: value}}, s.control)
+		if err == nil {
+			_, err = rs.On(s.control, nil)
+		}
+		if err != nil {
+			t.Fatalf("altering %s's max.message.bytes: %v", s.control, err)
+		}
+	}
+	alter(kadm.SetConfig, kadm.StringPtr("16"))
+	pubs := &publishLog{}
+	var handled atomic.Int64
+	s.member(pressureThresholds, &handled, func(cfg *lagmonitor.Config) {
+		cfg.Heartbeat, cfg.TTL, cfg.Hooks = 30*time.Minute, time.Hour, []lagmonitor.Hook{pubs}
+	})
+	s.produceValues("a", "b")
+	testkit.Eventually(t, time.Minute, "the monitor to report a refused publish", func() bool { return pubs.failed.Load() > 0 })
+	alter(kadm.DeleteConfig, nil)
+	r, err := lagmonitor.NewReader(c.Brokers, s.control, []string{s.topic}, lagmonitor.ReadLookback(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, time.Minute, "the monitor's signal on the control topic once it takes writes again", func() bool {
+		return len(r.Signals(s.topic, time.Now())) == 1
+	})
+	t.Logf("%d publishes refused before the control topic took them again", pubs.failed.Load())
 }
