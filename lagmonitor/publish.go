@@ -295,7 +295,9 @@ type ControlTopicStatus struct {
 // segment.ms = [SegmentMs]; ttl is the signals' time-to-live, from 1 ms to
 // [MaxTTL]. An existing topic is accepted as it is: its partitions and
 // configs are not changed, and what matters in them is reported in the
-// status's Warnings. When the client's principal may not create the topic
+// status's Warnings; one that another client creates at the same moment
+// is waited for (within ctx, at most 15s) until the broker's metadata
+// shows it. When the client's principal may not create the topic
 // (TOPIC_AUTHORIZATION_FAILED or CLUSTER_AUTHORIZATION_FAILED), the error
 // names the ACL needed and wraps the kerr error.
 func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partitions int32, ttl time.Duration) (ControlTopicStatus, error) {
