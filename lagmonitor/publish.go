@@ -84,8 +84,9 @@ func PublishSigner(s *Signer) PublisherOpt {
 }
 
 // PublishTimeout bounds each [Publisher.Publish] and
-// [Publisher.Tombstone], on top of the context they are given. Default
-// 10s; it must be positive.
+// [Publisher.Tombstone], on top of the context they are given, even when
+// the broker does not answer a request already sent (the record may then
+// still be written later). Default 10s; it must be positive.
 func PublishTimeout(d time.Duration) PublisherOpt {
 	return publisherOpt(func(c *publisherCfg) { c.timeout = d })
 }
@@ -159,7 +160,11 @@ func (p *Publisher) Instance() string { return p.instance }
 // value given is replaced), and s.IssuedAt to now if it is zero; it
 // returns s as written. A signal [Encode] refuses is an error wrapping
 // [ErrInvalidSignal]; a produce error is returned wrapped, naming the ACL
-// needed when it is an authorization failure.
+// needed when it is an authorization failure. It waits no longer than ctx
+// and the [PublishTimeout]: a signal not acknowledged by then is an error
+// wrapping context.DeadlineExceeded (or ctx's cause), and may still be
+// written later; readers take it only if no later signal of the instance
+// came first.
 func (p *Publisher) Publish(ctx context.Context, s Signal) (Signal, error) {
 	if s.Instance != "" && s.Instance != p.instance {
 		return s, fmt.Errorf("%w: instance %q, the publisher's is %q", ErrInvalidSignal, truncate(s.Instance, 64), p.instance)
@@ -181,7 +186,7 @@ func (p *Publisher) Publish(ctx context.Context, s Signal) (Signal, error) {
 	}
 	done := p.produce(ctx, &kgo.Record{Topic: p.control, Key: key, Value: value})
 	p.mu.Unlock()
-	if err := <-done; err != nil {
+	if err := p.wait(ctx, done); err != nil {
 		return s, p.produceErr("publishing a signal", err)
 	}
 	return s, nil
@@ -201,10 +206,30 @@ func (p *Publisher) Tombstone(ctx context.Context, topic, instance, group string
 	p.mu.Lock()
 	done := p.produce(ctx, &kgo.Record{Topic: p.control, Key: Key(topic, instance, group)})
 	p.mu.Unlock()
-	if err := <-done; err != nil {
+	if err := p.wait(ctx, done); err != nil {
 		return p.produceErr("writing a tombstone", err)
 	}
 	return nil
+}
+
+// wait returns the produce's result, or ctx's error once ctx ends first.
+// The record's context fails it while it waits in the client, but an
+// idempotent client cannot fail a record it has sent (the broker may
+// have written it): a broker that died with the request in flight would
+// hold the caller until it is back, and a monitor's evaluation with it.
+// The record may then still be written, in order, after the error.
+func (p *Publisher) wait(ctx context.Context, done <-chan error) error {
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-done: // both ready: the result wins
+			return err
+		default:
+		}
+		return fmt.Errorf("not acknowledged in time (it may still be written): %w", context.Cause(ctx))
+	}
 }
 
 // produce signs r and hands it to the client; the returned channel gets

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -350,6 +351,68 @@ func TestEnsureControlTopicCreatedMeanwhile(t *testing.T) {
 	}
 	if n := lookups.Load(); n < 3 {
 		t.Errorf("%d lookups of the control topic, want the two refused and one more", n)
+	}
+}
+
+// TestPublishBoundedWhileBrokerSilent: the broker takes the produce
+// request and does not answer (as one that dies with it in flight). An
+// idempotent client cannot fail a record it has sent, yet Publish and
+// Tombstone return within their timeout, with DeadlineExceeded; once the
+// broker answers, the signal it held is written after all.
+func TestPublishBoundedWhileBrokerSilent(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 1, ctl)
+	cl := publishClient(t, brokers)
+	td, err := kadm.NewClient(cl).ListTopics(ctx(t), ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := td[ctl].ID // produce v13 names topics by id
+	release := make(chan struct{})
+	var held atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		if len(req.Topics) == 1 && (req.Topics[0].Topic == ctl || req.Topics[0].TopicID == id) {
+			held.Add(1)
+			c.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(letGo)
+	p := newPublisher(t, cl, "svc-1", lagmonitor.PublishTimeout(200*time.Millisecond))
+
+	returned := func(what string, f func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("%s while the broker holds the request: %v, want an error wrapping context.DeadlineExceeded", what, err)
+			}
+		case <-time.After(30 * time.Second):
+			letGo()
+			t.Fatalf("%s did not return within 30s while the broker held its request (its timeout is 200ms)", what)
+		}
+	}
+	returned("Publish", func() error {
+		s := testSignal()
+		s.Instance = ""
+		_, err := p.Publish(ctx(t), s)
+		return err
+	})
+	returned("Tombstone", func() error { return p.Tombstone(ctx(t), "orders", "svc-1", "billing") })
+	if held.Load() == 0 {
+		t.Fatal("no produce request reached the broker: the test held nothing")
+	}
+	letGo()
+	// The signal was sent, so it is written once the broker answers; the
+	// tombstone waited behind it in the client, which failed it.
+	recs := testkit.ReadTopic(t, brokers, ctl, 1, 30*time.Second)
+	if s, _, err := lagmonitor.Decode(recs[0].Key, recs[0].Value); err != nil || s.Seq != 1 {
+		t.Errorf("after the broker answered: signal %d (%v), want signal 1 written after all", s.Seq, err)
 	}
 }
 
