@@ -52,7 +52,27 @@ func Latency(t *testing.T, env *Env, n int) []Transition {
 		WaitLevel(t, bound, lagmonitor.LevelOK, p)
 	}
 	ledger.WaitAll(t, time.Minute)
-	trs, err := match(c.Signals.All(), lv.All(), c.Mon.Instance())
+	// The monitor's hook records a signal once its publish returns, which
+	// can be after the producer read it and acted on it: wait for the
+	// hook to hold every signal the producer names.
+	// (Bounded; past the bound match names what is missing.)
+	changes := lv.All()
+	recorded := func() bool {
+		seqs := map[uint64]bool{}
+		for _, s := range c.Signals.All() {
+			seqs[s.Seq] = true
+		}
+		for _, ch := range changes {
+			if ch.Pressure.Instance == c.Mon.Instance() && !seqs[ch.Pressure.Seq] {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(bound); !recorded() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // polling a condition, bounded
+	}
+	trs, err := match(c.Signals.All(), changes, c.Mon.Instance())
 	if err != nil {
 		t.Fatal(err)
 	}
