@@ -261,14 +261,12 @@ func originalTopic(e Entry) (string, bool) {
 
 // checkIdle fails with ErrResumeGroupActive if group has members.
 func checkIdle(ctx context.Context, adm *kadm.Client, group string) error {
-	var gs kadm.DescribedGroups
-	err := kretry.Coordinator(ctx, func(ctx context.Context) error {
-		var err error
-		gs, err = adm.DescribeGroups(ctx, group)
+	gs, err := kretry.Do(ctx, kretry.NotReady, func(ctx context.Context) (kadm.DescribedGroups, error) {
+		gs, err := adm.DescribeGroups(ctx, group)
 		if err == nil && kretry.NotReady(gs[group].Err) {
 			err = gs[group].Err
 		}
-		return err
+		return gs, err
 	})
 	if err != nil {
 		return fmt.Errorf("dlq: describing resume group %q: %w", group, err)
@@ -291,11 +289,8 @@ func checkIdle(ctx context.Context, adm *kadm.Client, group string) error {
 // partitions.
 func committedOffsets(ctx context.Context, adm *kadm.Client, group, topic string) (map[int32]int64, error) {
 	out := make(map[int32]int64)
-	var resps kadm.OffsetResponses
-	err := kretry.Coordinator(ctx, func(ctx context.Context) error {
-		var err error
-		resps, err = adm.FetchOffsets(ctx, group)
-		return err
+	resps, err := kretry.Do(ctx, kretry.NotReady, func(ctx context.Context) (kadm.OffsetResponses, error) {
+		return adm.FetchOffsets(ctx, group)
 	})
 	switch {
 	case errors.Is(err, kerr.GroupIDNotFound):

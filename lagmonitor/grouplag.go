@@ -71,14 +71,12 @@ func DescribeGroupLag(ctx context.Context, brokers []string, group string, topic
 	// the new describe does not know a classic group.
 	// A coordinator not ready yet (a cluster's first group, a broker
 	// restarted) is waited for.
-	var out GroupLag
-	err = kretry.Coordinator(ctx, func(ctx context.Context) error {
-		var err error
-		out, err = consumerGroupLag(ctx, adm, group, want)
+	out, err := kretry.Do(ctx, kretry.NotReady, func(ctx context.Context) (GroupLag, error) {
+		out, err := consumerGroupLag(ctx, adm, group, want)
 		if errors.Is(err, kerr.GroupIDNotFound) || errors.Is(err, kerr.UnsupportedVersion) {
 			out, err = classicGroupLag(ctx, adm, group, want)
 		}
-		return err
+		return out, err
 	})
 	if err != nil {
 		return GroupLag{}, err

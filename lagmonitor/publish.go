@@ -367,10 +367,8 @@ func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partit
 		// together race to create it): the broker asked may not have
 		// the topic in its metadata yet, and answers UNKNOWN_TOPIC_OR_PARTITION
 		// for a moment.
-		var n int32
-		err := kretry.While(ctx, kretry.UnknownTopic, func(ctx context.Context) (err error) {
-			n, err = topicPartitions(ctx, cl, name)
-			return err
+		n, err := kretry.Do(ctx, kretry.UnknownTopic, func(ctx context.Context) (int32, error) {
+			return topicPartitions(ctx, cl, name)
 		})
 		if err != nil {
 			return st, fmt.Errorf("lagmonitor: looking up control topic %q: %w", name, err)

@@ -202,11 +202,8 @@ func deferredBacklog(ctx context.Context, cl *kgo.Client, group, dt string) (int
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	var committed kadm.OffsetResponses
-	err = kretry.Coordinator(ctx, func(ctx context.Context) error {
-		var err error
-		committed, err = adm.FetchOffsets(ctx, group)
-		return err
+	committed, err := kretry.Do(ctx, kretry.NotReady, func(ctx context.Context) (kadm.OffsetResponses, error) {
+		return adm.FetchOffsets(ctx, group)
 	})
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return 0, time.Time{}, err

@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// MaxWait bounds how long [Coordinator] and [While] retry when ctx has no
+// MaxWait bounds how long [Do] retries when ctx has no
 // earlier deadline: a coordinator takes seconds to load, and a new topic
 // reaches every broker's metadata within seconds, not minutes.
 const MaxWait = 15 * time.Second
@@ -35,35 +35,29 @@ func NotReady(err error) bool {
 		errors.Is(err, kerr.NotCoordinator)
 }
 
-// Coordinator calls fn, and again with a growing backoff while its error
-// says the coordinator is not ready, until ctx ends or MaxWait has passed;
-// it returns fn's last error (nil once fn succeeds).
-func Coordinator(ctx context.Context, fn func(context.Context) error) error {
-	return While(ctx, NotReady, fn)
-}
-
 // UnknownTopic reports whether err is UNKNOWN_TOPIC_OR_PARTITION: what a
 // broker answers for a topic that another client created a moment ago and
 // that its metadata does not hold yet.
 func UnknownTopic(err error) bool { return errors.Is(err, kerr.UnknownTopicOrPartition) }
 
-// While calls fn, and again with a growing backoff while retry(err) holds
+// Do calls fn, and again with a growing backoff while retry(err) holds
 // for its error, until ctx ends or MaxWait has passed; it returns fn's
-// last error (nil once fn succeeds).
-func While(ctx context.Context, retry func(error) bool, fn func(context.Context) error) error {
+// last value and error. retry is [NotReady] for a group request,
+// [UnknownTopic] for the lookup of a topic another client just created.
+func Do[T any](ctx context.Context, retry func(error) bool, fn func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, MaxWait)
 	defer cancel()
 	wait := firstBackoff
 	for {
-		err := fn(ctx)
+		v, err := fn(ctx)
 		if err == nil || !retry(err) {
-			return err
+			return v, err
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return err
+			return v, err
 		case <-t.C:
 		}
 		wait = min(2*wait, maxBackoff)

@@ -9,57 +9,57 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-func TestCoordinatorRetriesUntilReady(t *testing.T) {
+func TestDoRetriesUntilReady(t *testing.T) {
 	calls := 0
-	err := Coordinator(context.Background(), func(context.Context) error {
+	v, err := Do(context.Background(), NotReady, func(context.Context) (int, error) {
 		calls++
 		switch calls {
 		case 1:
-			return fmt.Errorf("describing: %w", kerr.CoordinatorNotAvailable)
+			return 0, fmt.Errorf("describing: %w", kerr.CoordinatorNotAvailable)
 		case 2:
-			return errors.Join(errors.New("shard"), kerr.CoordinatorLoadInProgress)
+			return 0, errors.Join(errors.New("shard"), kerr.CoordinatorLoadInProgress)
 		case 3:
-			return kerr.NotCoordinator
+			return 0, kerr.NotCoordinator
 		}
-		return nil
+		return calls, nil
 	})
-	if err != nil || calls != 4 {
-		t.Fatalf("Coordinator = %v after %d calls, want nil after 4", err, calls)
+	if err != nil || calls != 4 || v != 4 {
+		t.Fatalf("Do = %d, %v after %d calls, want 4, nil after 4", v, err, calls)
 	}
 }
 
-func TestCoordinatorReturnsOtherErrorsAtOnce(t *testing.T) {
+func TestDoReturnsOtherErrorsAtOnce(t *testing.T) {
 	calls := 0
-	err := Coordinator(context.Background(), func(context.Context) error {
+	_, err := Do(context.Background(), NotReady, func(context.Context) (int, error) {
 		calls++
-		return fmt.Errorf("lag: %w", kerr.GroupIDNotFound)
+		return 0, fmt.Errorf("lag: %w", kerr.GroupIDNotFound)
 	})
 	if !errors.Is(err, kerr.GroupIDNotFound) || calls != 1 {
-		t.Fatalf("Coordinator = %v after %d calls, want GROUP_ID_NOT_FOUND after 1", err, calls)
+		t.Fatalf("Do = %v after %d calls, want GROUP_ID_NOT_FOUND after 1", err, calls)
 	}
 }
 
-func TestCoordinatorEndsWithItsContext(t *testing.T) {
+func TestDoEndsWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	err := Coordinator(ctx, func(context.Context) error {
+	_, err := Do(ctx, NotReady, func(context.Context) (int, error) {
 		if calls++; calls == 3 {
 			cancel()
 		}
-		return kerr.CoordinatorNotAvailable
+		return 0, kerr.CoordinatorNotAvailable
 	})
 	if !errors.Is(err, kerr.CoordinatorNotAvailable) || calls != 3 {
-		t.Fatalf("Coordinator = %v after %d calls, want the last COORDINATOR_NOT_AVAILABLE after 3", err, calls)
+		t.Fatalf("Do = %v after %d calls, want the last COORDINATOR_NOT_AVAILABLE after 3", err, calls)
 	}
 }
 
-func TestWhileRetriesAnUnknownTopic(t *testing.T) {
+func TestDoRetriesAnUnknownTopic(t *testing.T) {
 	calls := 0
-	err := While(context.Background(), UnknownTopic, func(context.Context) error {
+	_, err := Do(context.Background(), UnknownTopic, func(context.Context) (int32, error) {
 		if calls++; calls < 3 {
-			return fmt.Errorf("looking up: %w", kerr.UnknownTopicOrPartition)
+			return 0, fmt.Errorf("looking up: %w", kerr.UnknownTopicOrPartition)
 		}
-		return kerr.TopicAuthorizationFailed
+		return 0, kerr.TopicAuthorizationFailed
 	})
 	if calls != 3 || !errors.Is(err, kerr.TopicAuthorizationFailed) {
 		t.Errorf("%d calls, error %v: want the unknown topic retried twice and the third error returned", calls, err)

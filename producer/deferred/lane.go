@@ -480,11 +480,8 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 // deferred topics (none for a group that never committed) and releases
 // the keys they pass.
 func (l *Lane) readCommitted(ctx context.Context, adm *kadm.Client) (map[string]map[int32]int64, error) {
-	var resp kadm.OffsetResponses
-	err := kretry.Coordinator(ctx, func(ctx context.Context) error {
-		var err error
-		resp, err = adm.FetchOffsets(ctx, l.cfg.Group)
-		return err
+	resp, err := kretry.Do(ctx, kretry.NotReady, func(ctx context.Context) (kadm.OffsetResponses, error) {
+		return adm.FetchOffsets(ctx, l.cfg.Group)
 	})
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return nil, err
