@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
@@ -355,31 +354,12 @@ func TestMonitorRetriesFailedPublish(t *testing.T) {
 	if err := c.CreateTopic("ctl", 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	adm := kadm.NewClient(testkit.NewProducer(t, brokers).Client())
-	td, err := adm.ListTopics(context.Background(), "ctl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := td["ctl"].ID // produce v13 names topics by id
 	var refused atomic.Bool
-	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		if len(req.Topics) != 1 || (req.Topics[0].Topic != "ctl" && req.Topics[0].TopicID != id) || !refused.CompareAndSwap(false, true) {
-			return nil, nil, false
+	testkit.OnProduceTo(t, c, "ctl", func() *kerr.Error {
+		if refused.CompareAndSwap(false, true) {
+			return kerr.PolicyViolation
 		}
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = rp.Partition, kerr.PolicyViolation.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return nil
 	})
 	rt, err := consumer.New(func(context.Context, *kgo.Record) error { return nil },
 		consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("orders"),

@@ -362,21 +362,12 @@ func TestEnsureControlTopicCreatedMeanwhile(t *testing.T) {
 func TestPublishBoundedWhileBrokerSilent(t *testing.T) {
 	c, brokers := testkit.Cluster(t, 1, ctl)
 	cl := publishClient(t, brokers)
-	td, err := kadm.NewClient(cl).ListTopics(ctx(t), ctl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := td[ctl].ID // produce v13 names topics by id
 	release := make(chan struct{})
 	var held atomic.Int32
-	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		req := kreq.(*kmsg.ProduceRequest)
-		if len(req.Topics) == 1 && (req.Topics[0].Topic == ctl || req.Topics[0].TopicID == id) {
-			held.Add(1)
-			c.SleepControl(func() { <-release })
-		}
-		return nil, nil, false
+	testkit.OnProduceTo(t, c, ctl, func() *kerr.Error {
+		held.Add(1)
+		c.SleepControl(func() { <-release })
+		return nil
 	})
 	var once sync.Once
 	letGo := func() { once.Do(func() { close(release) }) }

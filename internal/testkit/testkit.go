@@ -340,3 +340,53 @@ func FailFetches(c *kfake.Cluster, block *atomic.Bool) {
 		return resp, nil, true
 	})
 }
+
+// OnProduceTo calls fn for every produce request c serves whose only topic
+// is topic (named, or by id as produce v13 names it). fn may call
+// c.SleepControl to hold the request; it returns an error to refuse every
+// partition of the request with, or nil to let c serve it.
+func OnProduceTo(tb testing.TB, c *kfake.Cluster, topic string, fn func() *kerr.Error) {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil && (len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0) {
+		err = fmt.Errorf("topic %q not found", topic)
+	}
+	if err != nil {
+		tb.Fatalf("looking up %q's id: %v", topic, err)
+	}
+	id := resp.Topics[0].TopicID
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		if len(req.Topics) != 1 || (req.Topics[0].Topic != topic && req.Topics[0].TopicID != id) {
+			return nil, nil, false
+		}
+		code := fn()
+		if code == nil {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, code.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+}
