@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floodgate-kafka/floodgate/internal/kname"
 	"github.com/floodgate-kafka/floodgate/internal/kretry"
@@ -320,9 +319,11 @@ type ControlTopicStatus struct {
 // segment.ms = [SegmentMs]; ttl is the signals' time-to-live, from 1 ms to
 // [MaxTTL]. An existing topic is accepted as it is: its partitions and
 // configs are not changed, and what matters in them is reported in the
-// status's Warnings; one that another client creates at the same moment
-// is waited for (within ctx, at most 15s) until the broker's metadata
-// shows it. When the client's principal may not create the topic
+// status's Warnings. EnsureControlTopic returns once a broker serves the
+// topic (it shows in the metadata, each partition with a leader), so
+// that a reader or publisher started next finds it: a topic just created,
+// by this call or by another client at the same moment, is waited for
+// within ctx, at most 15s. When the client's principal may not create the topic
 // (TOPIC_AUTHORIZATION_FAILED or CLUSTER_AUTHORIZATION_FAILED), the error
 // names the ACL needed and wraps the kerr error.
 func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partitions int32, ttl time.Duration) (ControlTopicStatus, error) {
@@ -338,7 +339,7 @@ func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partit
 		return st, fmt.Errorf("%w: ttl %v out of range [1ms, %v]", ErrInvalidConfig, ttl, MaxTTL)
 	}
 	adm := kadm.NewClient(cl)
-	n, err := topicPartitions(ctx, cl, name)
+	n, err := kretry.Partitions(ctx, cl, name)
 	if err == nil {
 		return existingControlTopic(ctx, adm, name, n)
 	}
@@ -359,6 +360,12 @@ func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partit
 	}
 	switch {
 	case err == nil:
+		// A broker may not serve a topic just created for a moment:
+		// return once it does, so that a reader or publisher that
+		// starts next finds it.
+		if _, err := kretry.AwaitTopic(ctx, cl, name); err != nil {
+			return st, fmt.Errorf("lagmonitor: control topic %q created, but not served yet: %w", name, err)
+		}
 		st.Created, st.Partitions = true, partitions
 		st.Configs = map[string]string{"cleanup.policy": "compact,delete", "retention.ms": retention, "segment.ms": segment}
 		return st, nil
@@ -367,9 +374,7 @@ func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partit
 		// together race to create it): the broker asked may not have
 		// the topic in its metadata yet, and answers UNKNOWN_TOPIC_OR_PARTITION
 		// for a moment.
-		n, err := kretry.Do(ctx, kretry.UnknownTopic, func(ctx context.Context) (int32, error) {
-			return topicPartitions(ctx, cl, name)
-		})
+		n, err := kretry.AwaitTopic(ctx, cl, name)
 		if err != nil {
 			return st, fmt.Errorf("lagmonitor: looking up control topic %q: %w", name, err)
 		}
@@ -414,32 +419,4 @@ func existingControlTopic(ctx context.Context, adm *kadm.Client, name string, pa
 		st.Warnings = append(st.Warnings, fmt.Sprintf("control topic %q has cleanup.policy=%s, without delete: the last record of every instance that left without a tombstone is kept forever", name, policy))
 	}
 	return st, nil
-}
-
-// topicPartitions asks a broker, bypassing the client's metadata cache,
-// how many partitions topic has. The error is the topic's (a kerr error:
-// UNKNOWN_TOPIC_OR_PARTITION, TOPIC_AUTHORIZATION_FAILED) or the
-// request's.
-func topicPartitions(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
-	req := kmsg.NewPtrMetadataRequest() // AllowAutoTopicCreation false: a lookup never creates the topic
-	rt := kmsg.NewMetadataRequestTopic()
-	rt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		return 0, err
-	}
-	for _, t := range resp.Topics {
-		if t.Topic == nil || *t.Topic != topic {
-			continue
-		}
-		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-			return 0, err
-		}
-		if len(t.Partitions) == 0 {
-			return 0, kerr.UnknownTopicOrPartition
-		}
-		return int32(len(t.Partitions)), nil
-	}
-	return 0, kerr.UnknownTopicOrPartition
 }

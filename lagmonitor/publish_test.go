@@ -314,13 +314,12 @@ func TestEnsureControlTopic(t *testing.T) {
 	}
 }
 
-// TestEnsureControlTopicCreatedMeanwhile races another creator: the lookup
-// finds no topic, the create fails with TOPIC_ALREADY_EXISTS, and the
-// broker's metadata does not hold the new topic yet for one more lookup
-// (what a real cluster answers when monitors start together).
-// EnsureControlTopic waits for the topic instead of failing.
-func TestEnsureControlTopicCreatedMeanwhile(t *testing.T) {
-	c, brokers := testkit.Cluster(t, 4, ctl)
+// hideControlTopic makes the broker answer UNKNOWN_TOPIC_OR_PARTITION to
+// the first n lookups of ctl made once after() holds, as a broker whose
+// metadata does not show a new topic yet; it returns the count of the
+// lookups made once after() held.
+func hideControlTopic(t *testing.T, c *kfake.Cluster, brokers []string, after func() bool, n int32) *atomic.Int32 {
+	t.Helper()
 	host, port, err := net.SplitHostPort(brokers[0])
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +329,7 @@ func TestEnsureControlTopicCreatedMeanwhile(t *testing.T) {
 	c.ControlKey(int16(kmsg.Metadata), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		req := kreq.(*kmsg.MetadataRequest)
-		if len(req.Topics) != 1 || req.Topics[0].Topic == nil || *req.Topics[0].Topic != ctl || lookups.Add(1) > 2 {
+		if len(req.Topics) != 1 || req.Topics[0].Topic == nil || *req.Topics[0].Topic != ctl || !after() || lookups.Add(1) > n {
 			return nil, nil, false
 		}
 		resp := req.ResponseKind().(*kmsg.MetadataResponse)
@@ -342,6 +341,17 @@ func TestEnsureControlTopicCreatedMeanwhile(t *testing.T) {
 		resp.Topics = append(resp.Topics, rt)
 		return resp, nil, true
 	})
+	return &lookups
+}
+
+// TestEnsureControlTopicCreatedMeanwhile races another creator: the lookup
+// finds no topic, the create fails with TOPIC_ALREADY_EXISTS, and the
+// broker's metadata does not hold the new topic yet for one more lookup
+// (what a real cluster answers when monitors start together).
+// EnsureControlTopic waits for the topic instead of failing.
+func TestEnsureControlTopicCreatedMeanwhile(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 4, ctl)
+	lookups := hideControlTopic(t, c, brokers, func() bool { return true }, 2)
 	st, err := lagmonitor.EnsureControlTopic(ctx(t), publishClient(t, brokers), ctl, 6, time.Minute)
 	if err != nil {
 		t.Fatalf("EnsureControlTopic: %v", err)
@@ -351,6 +361,40 @@ func TestEnsureControlTopicCreatedMeanwhile(t *testing.T) {
 	}
 	if n := lookups.Load(); n < 3 {
 		t.Errorf("%d lookups of the control topic, want the two refused and one more", n)
+	}
+}
+
+// TestEnsureControlTopicServedWhenCreated: a broker may not serve a topic
+// for a moment after creating it (the cause of a reader failing CI on
+// Kafka 4.1.1 with UNKNOWN_TOPIC_OR_PARTITION right after the test made
+// the topic). EnsureControlTopic returns once it is served, so that a
+// reader started next finds it.
+func TestEnsureControlTopicServedWhenCreated(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 1)
+	var created atomic.Bool
+	c.ControlKey(int16(kmsg.CreateTopics), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		created.Store(true) // kfake creates it once this returns
+		return nil, nil, false
+	})
+	lookups := hideControlTopic(t, c, brokers, created.Load, 2)
+	st, err := lagmonitor.EnsureControlTopic(ctx(t), publishClient(t, brokers), ctl, 3, time.Minute)
+	if err != nil {
+		t.Fatalf("EnsureControlTopic: %v", err)
+	}
+	if !st.Created || st.Partitions != 3 {
+		t.Errorf("status %+v, want the topic created with 3 partitions", st)
+	}
+	if n := lookups.Load(); n < 3 {
+		t.Fatalf("%d lookups of the control topic after creating it, want the two refused and one that found it", n)
+	}
+	r, err := lagmonitor.NewReader(brokers, ctl, []string{"orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Start(ctx(t)); err != nil {
+		t.Fatalf("a reader started after EnsureControlTopic: %v", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/internal/kname"
+	"github.com/floodgate-kafka/floodgate/internal/kretry"
 )
 
 // Reader defaults.
@@ -510,7 +511,7 @@ func (r *Reader) follow(ctx context.Context) {
 func (r *Reader) setup(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.startupTimeout)
 	defer cancel()
-	n, err := topicPartitions(ctx, r.cl, r.control)
+	n, err := kretry.Partitions(ctx, r.cl, r.control)
 	if err != nil {
 		return r.readErr("looking it up", err)
 	}
@@ -571,7 +572,7 @@ func (r *Reader) setup(ctx context.Context) error {
 func (r *Reader) checkPartitions(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.startupTimeout)
 	defer cancel()
-	n, err := topicPartitions(ctx, r.cl, r.control)
+	n, err := kretry.Partitions(ctx, r.cl, r.control)
 	if err != nil {
 		r.setErr(r.readErr("looking it up", err))
 		return

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
+	"github.com/floodgate-kafka/floodgate/internal/kretry"
 )
 
 // Config configures a [Policy]. Group and Topics are required.
@@ -473,7 +474,9 @@ func (p *Policy) Stats() Stats {
 }
 
 // EnsureTopics creates the tier and quarantine topics that do not exist
-// yet, each with its source's partition count and replication factor.
+// yet, each with its source's partition count and replication factor,
+// and returns once a broker serves each of them (every partition with a
+// leader), so that the first divert does not wait on a topic just created.
 func (p *Policy) EnsureTopics(ctx context.Context, cl *kgo.Client) error {
 	adm := kadm.NewClient(cl)
 	details, err := adm.ListTopics(ctx, p.cfg.Topics...)
@@ -495,6 +498,11 @@ func (p *Policy) EnsureTopics(ctx context.Context, cl *kgo.Client) error {
 		for _, r := range resp.Sorted() {
 			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
 				return fmt.Errorf("retrytopics: creating %s: %w", r.Topic, r.Err)
+			}
+			// A broker may not serve a topic just created for a
+			// moment; the first divert to it would wait on it.
+			if _, err := kretry.AwaitTopic(ctx, cl, r.Topic); err != nil {
+				return fmt.Errorf("retrytopics: waiting for %s to be served: %w", r.Topic, err)
 			}
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/floodgate-kafka/floodgate/internal/kconn"
 	"github.com/floodgate-kafka/floodgate/internal/kname"
@@ -269,8 +268,9 @@ func (l *Lane) ensureTopics(ctx context.Context) error {
 		}
 		switch {
 		case err == nil, errors.Is(err, kerr.TopicAlreadyExists):
-			if err := awaitTopic(ctx, l.cl, dt); err != nil {
-				return err
+			// A broker may not serve a topic just created for a moment.
+			if _, err := kretry.AwaitTopic(ctx, l.cl, dt); err != nil {
+				return fmt.Errorf("deferred: waiting for the new deferred topic %q to be served: %w", dt, err)
 			}
 		case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
 			return fmt.Errorf("deferred: creating deferred topic %q needs CREATE on it (or create it beforehand): %w", dt, err)
@@ -279,34 +279,6 @@ func (l *Lane) ensureTopics(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// awaitTopic waits until the metadata shows topic with a leader for
-// each partition: a topic just created takes a moment to be served. It
-// asks the brokers directly (kgo.Client.Request): kadm's metadata is
-// cached, and the cache remembers the topic as missing for a while.
-func awaitTopic(ctx context.Context, cl *kgo.Client, topic string) error {
-	for {
-		req := kmsg.NewPtrMetadataRequest()
-		rt := kmsg.NewMetadataRequestTopic()
-		rt.Topic = kmsg.StringPtr(topic)
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctx, cl)
-		if err == nil && len(resp.Topics) == 1 && resp.Topics[0].ErrorCode == 0 && len(resp.Topics[0].Partitions) > 0 {
-			ready := true
-			for _, p := range resp.Topics[0].Partitions {
-				ready = ready && p.ErrorCode == 0 && p.Leader >= 0
-			}
-			if ready {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("deferred: waiting for the new deferred topic %q to be served: %w", topic, context.Cause(ctx))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // Close stops following the deferred topics. Records being deferred
