@@ -251,6 +251,11 @@ func ownCluster(ctx context.Context, t *testing.T, who string, nodes int) ([]str
 		t.Fatal(err)
 	}
 	script = script.With(integration.FaultEnv()...)
+	// The run directory is the suite's own: a cluster still there was
+	// left by a run that died (a test timeout's panic skips cleanups).
+	if err := script.Stop(ctx); err != nil {
+		t.Fatalf("stopping a cluster left by an earlier run: %v", err)
+	}
 	brokers, err := script.Start(ctx, nodes)
 	if err != nil {
 		t.Fatalf("starting a %d-node cluster: %v", nodes, err)
