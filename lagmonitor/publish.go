@@ -319,13 +319,14 @@ type ControlTopicStatus struct {
 // segment.ms = [SegmentMs]; ttl is the signals' time-to-live, from 1 ms to
 // [MaxTTL]. An existing topic is accepted as it is: its partitions and
 // configs are not changed, and what matters in them is reported in the
-// status's Warnings. EnsureControlTopic returns once a broker serves the
-// topic (it shows in the metadata, each partition with a leader), so
-// that a reader or publisher started next finds it: a topic just created,
-// by this call or by another client at the same moment, is waited for
-// within ctx, at most 15s. When the client's principal may not create the topic
-// (TOPIC_AUTHORIZATION_FAILED or CLUSTER_AUTHORIZATION_FAILED), the error
-// names the ACL needed and wraps the kerr error.
+// status's Warnings. EnsureControlTopic returns once every broker serves
+// the topic (it shows in each broker's metadata, each partition with a
+// leader), so that a reader or publisher started next finds it, whichever
+// broker it asks: a topic just created, by this call or by another client
+// at the same moment, is waited for within ctx, at most 15s. When the
+// client's principal may not create the topic (TOPIC_AUTHORIZATION_FAILED
+// or CLUSTER_AUTHORIZATION_FAILED), the error names the ACL needed and
+// wraps the kerr error.
 func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partitions int32, ttl time.Duration) (ControlTopicStatus, error) {
 	var st ControlTopicStatus
 	switch {

@@ -475,8 +475,9 @@ func (p *Policy) Stats() Stats {
 
 // EnsureTopics creates the tier and quarantine topics that do not exist
 // yet, each with its source's partition count and replication factor,
-// and returns once a broker serves each of them (every partition with a
-// leader), so that the first divert does not wait on a topic just created.
+// and returns once every broker serves each of them (every partition
+// with a leader), so that the first divert does not wait on a topic just
+// created.
 func (p *Policy) EnsureTopics(ctx context.Context, cl *kgo.Client) error {
 	adm := kadm.NewClient(cl)
 	details, err := adm.ListTopics(ctx, p.cfg.Topics...)

@@ -17,44 +17,51 @@ import (
 // (TOPIC_AUTHORIZATION_FAILED) or the request's. The request never
 // creates the topic.
 func Partitions(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
-	return lookup(ctx, cl, topic, false)
+	n, _, err := lookup(ctx, cl, topic, false)
+	return n, err
 }
 
-// lookup is [Partitions]; with led, a partition without a leader (a
-// topic just created) is LEADER_NOT_AVAILABLE.
-func lookup(ctx context.Context, cl *kgo.Client, topic string, led bool) (int32, error) {
+// lookup is [Partitions] sent through via (a client, or one of its
+// brokers), also returning the brokers the answer names; with led, a
+// partition without a leader (a topic just created) is
+// LEADER_NOT_AVAILABLE.
+func lookup(ctx context.Context, via kmsg.Requestor, topic string, led bool) (int32, []int32, error) {
 	req := kmsg.NewPtrMetadataRequest() // AllowAutoTopicCreation false
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
 	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, cl)
+	resp, err := req.RequestWith(ctx, via)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
+	}
+	brokers := make([]int32, 0, len(resp.Brokers))
+	for _, b := range resp.Brokers {
+		brokers = append(brokers, b.NodeID)
 	}
 	for _, t := range resp.Topics {
 		if t.Topic == nil || *t.Topic != topic {
 			continue
 		}
 		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if len(t.Partitions) == 0 {
-			return 0, kerr.UnknownTopicOrPartition
+			return 0, nil, kerr.UnknownTopicOrPartition
 		}
 		for _, p := range t.Partitions {
 			if !led {
 				break
 			}
 			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 			if p.Leader < 0 {
-				return 0, kerr.LeaderNotAvailable
+				return 0, nil, kerr.LeaderNotAvailable
 			}
 		}
-		return int32(len(t.Partitions)), nil
+		return int32(len(t.Partitions)), brokers, nil
 	}
-	return 0, kerr.UnknownTopicOrPartition
+	return 0, nil, kerr.UnknownTopicOrPartition
 }
 
 // NotServed reports whether err says a topic is not served yet:
@@ -64,14 +71,23 @@ func NotServed(err error) bool {
 	return UnknownTopic(err) || errors.Is(err, kerr.LeaderNotAvailable)
 }
 
-// AwaitTopic waits until a broker serves topic, a leader for each of
-// its partitions, and returns its partition count: after CreateTopics
-// succeeds, the broker asked next may not have the topic in its metadata
-// for a moment, and a client that uses it at once (a reader looking it
-// up, a producer) would be refused. It retries the lookup like [Do]
-// with [NotServed], so it gives up after [MaxWait] or when ctx ends.
+// AwaitTopic waits until every broker of the cluster serves topic, with
+// a leader for each of its partitions, and returns its partition count:
+// after CreateTopics succeeds, each broker applies the new topic to its
+// own metadata a moment later, and a client that uses it at once (a
+// reader looking it up, a producer) would be refused by a broker that
+// has not yet. It asks each broker the metadata answer names, retrying
+// like [Do] with [NotServed], so it gives up after [MaxWait] or when ctx
+// ends.
 func AwaitTopic(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
 	return Do(ctx, NotServed, func(ctx context.Context) (int32, error) {
-		return lookup(ctx, cl, topic, true)
+		n, brokers, err := lookup(ctx, cl, topic, true)
+		for _, id := range brokers {
+			if err != nil {
+				break
+			}
+			n, _, err = lookup(ctx, cl.Broker(int(id)), topic, true)
+		}
+		return n, err
 	})
 }

@@ -13,12 +13,29 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// notServedFirst makes the broker answer the first lookups of topic as a
-// broker that does not serve it yet: unknown, then known with a partition
-// that has no leader. It returns the count of lookups.
-func notServedFirst(t *testing.T, topic string) (*kgo.Client, *atomic.Int32) {
+// unknown and leaderless are the answers of a broker that does not
+// serve a topic yet: it does not know it, or it knows it without a
+// leader for each partition.
+func unknown(rt *kmsg.MetadataResponseTopic) { rt.ErrorCode = kerr.UnknownTopicOrPartition.Code }
+
+func leaderless(rt *kmsg.MetadataResponseTopic) {
+	for i := range int32(2) {
+		p := kmsg.NewMetadataResponseTopicPartition()
+		p.Partition, p.Leader = i, -1
+		if i == 1 {
+			p.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
+		rt.Partitions = append(rt.Partitions, p)
+	}
+}
+
+// lagging starts a kfake cluster of n brokers with topic (2 partitions)
+// where broker node (any broker if node < 0) gives the answers, in turn,
+// to its first lookups of topic, and serves it after. It returns a client
+// and the count of node's lookups.
+func lagging(t *testing.T, n int, topic string, node int32, answers ...func(*kmsg.MetadataResponseTopic)) (*kgo.Client, *atomic.Int32) {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic))
+	c, err := kfake.NewCluster(kfake.NumBrokers(n), kfake.SeedTopics(2, topic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,27 +44,17 @@ func notServedFirst(t *testing.T, topic string) (*kgo.Client, *atomic.Int32) {
 	c.ControlKey(int16(kmsg.Metadata), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		req := kreq.(*kmsg.MetadataRequest)
-		if len(req.Topics) != 1 || req.Topics[0].Topic == nil || *req.Topics[0].Topic != topic {
+		if len(req.Topics) != 1 || req.Topics[0].Topic == nil || *req.Topics[0].Topic != topic || (node >= 0 && c.CurrentNode() != node) {
+			return nil, nil, false
+		}
+		nth := int(lookups.Add(1))
+		if nth > len(answers) {
 			return nil, nil, false
 		}
 		resp := req.ResponseKind().(*kmsg.MetadataResponse)
 		rt := kmsg.NewMetadataResponseTopic()
 		rt.Topic = kmsg.StringPtr(topic)
-		switch lookups.Add(1) {
-		case 1:
-			rt.ErrorCode = kerr.UnknownTopicOrPartition.Code
-		case 2:
-			for i := range int32(2) {
-				p := kmsg.NewMetadataResponseTopicPartition()
-				p.Partition, p.Leader = i, -1
-				if i == 1 {
-					p.ErrorCode = kerr.LeaderNotAvailable.Code
-				}
-				rt.Partitions = append(rt.Partitions, p)
-			}
-		default:
-			return nil, nil, false
-		}
+		answers[nth-1](&rt)
 		resp.Topics = append(resp.Topics, rt)
 		return resp, nil, true
 	})
@@ -59,21 +66,24 @@ func notServedFirst(t *testing.T, topic string) (*kgo.Client, *atomic.Int32) {
 	return cl, &lookups
 }
 
-func TestAwaitTopicWaitsUntilServed(t *testing.T) {
-	cl, lookups := notServedFirst(t, "fresh")
+// TestAwaitTopicWaitsForEveryBroker: one broker of three has not applied
+// the new topic yet (unknown, then without leaders) while the others
+// serve it; AwaitTopic returns once that broker serves it too.
+func TestAwaitTopicWaitsForEveryBroker(t *testing.T) {
+	cl, lookups := lagging(t, 3, "fresh", 2, unknown, unknown, leaderless)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	n, err := AwaitTopic(ctx, cl, "fresh")
 	if err != nil || n != 2 {
 		t.Fatalf("AwaitTopic = %d, %v, want 2 partitions", n, err)
 	}
-	if got := lookups.Load(); got != 3 {
-		t.Errorf("%d lookups, want 3: unknown, without a leader, served", got)
+	if got := lookups.Load(); got < 4 {
+		t.Errorf("broker 2 was asked %d times, want 4: unknown twice, without a leader, served", got)
 	}
 }
 
 func TestPartitionsIgnoresLeaders(t *testing.T) {
-	cl, _ := notServedFirst(t, "fresh")
+	cl, _ := lagging(t, 1, "fresh", -1, unknown, leaderless)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := Partitions(ctx, cl, "fresh"); !errors.Is(err, kerr.UnknownTopicOrPartition) {
@@ -85,7 +95,7 @@ func TestPartitionsIgnoresLeaders(t *testing.T) {
 }
 
 func TestAwaitTopicGivesUpWithItsContext(t *testing.T) {
-	cl, _ := notServedFirst(t, "fresh")
+	cl, _ := lagging(t, 1, "fresh", -1, unknown, leaderless)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	if _, err := AwaitTopic(ctx, cl, "missing"); !errors.Is(err, kerr.UnknownTopicOrPartition) {
