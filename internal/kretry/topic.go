@@ -76,18 +76,24 @@ func NotServed(err error) bool {
 // after CreateTopics succeeds, each broker applies the new topic to its
 // own metadata a moment later, and a client that uses it at once (a
 // reader looking it up, a producer) would be refused by a broker that
-// has not yet. It asks each broker the metadata answer names, retrying
-// like [Do] with [NotServed], so it gives up after [MaxWait] or when ctx
-// ends.
+// has not yet. It asks each broker the metadata answer names (skipping
+// one that cannot be reached: it serves no client either), retrying like
+// [Do] with [NotServed], so it gives up after [MaxWait] or when ctx ends.
 func AwaitTopic(ctx context.Context, cl *kgo.Client, topic string) (int32, error) {
 	return Do(ctx, NotServed, func(ctx context.Context) (int32, error) {
 		n, brokers, err := lookup(ctx, cl, topic, true)
-		for _, id := range brokers {
-			if err != nil {
-				break
-			}
-			n, _, err = lookup(ctx, cl.Broker(int(id)), topic, true)
+		if err != nil {
+			return 0, err
 		}
-		return n, err
+		for _, id := range brokers {
+			_, _, err := lookup(ctx, cl.Broker(int(id)), topic, true)
+			var ke *kerr.Error
+			if err != nil && (errors.As(err, &ke) || ctx.Err() != nil) {
+				return 0, err
+			}
+			// nil, or a broker that does not answer (killed, and not
+			// yet out of the metadata): it serves no client either.
+		}
+		return n, nil
 	})
 }

@@ -102,3 +102,37 @@ func TestAwaitTopicGivesUpWithItsContext(t *testing.T) {
 		t.Fatalf("AwaitTopic of a topic that never comes: %v, want UNKNOWN_TOPIC_OR_PARTITION", err)
 	}
 }
+
+// TestAwaitTopicSkipsABrokerThatDoesNotAnswer: a broker that is named in
+// the metadata but does not answer (killed, not yet fenced) serves no
+// client, so AwaitTopic does not wait for it or fail on it.
+func TestAwaitTopicSkipsABrokerThatDoesNotAnswer(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(2, "fresh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	var dropped atomic.Int32
+	c.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if c.CurrentNode() != 2 {
+			return nil, nil, false
+		}
+		dropped.Add(1)
+		return nil, errors.New("broker 2 is down"), true // kfake closes the connection
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := AwaitTopic(ctx, cl, "fresh")
+	if err != nil || n != 2 {
+		t.Fatalf("AwaitTopic = %d, %v, want 2 partitions despite broker 2", n, err)
+	}
+	if dropped.Load() == 0 {
+		t.Error("broker 2 was never asked: the test proves nothing")
+	}
+}
