@@ -171,7 +171,6 @@ type topicMonitor struct {
 	drain    DrainMeter
 	capacity CapacityEstimator
 	last     TopicLag
-	pub      time.Time // last successful publish (its signal's IssuedAt)
 	next     time.Time // when a signal is due, level change or not
 	signaled bool      // a signal was published: stopping writes a tombstone
 	// retry is the wait after the last failed publish (0 after a
@@ -486,7 +485,7 @@ func (m *Monitor) evaluate(ctx context.Context) {
 		dec := tm.level.Observe(now, lag.TimeLag, lag.OffsetLag)
 		lag.Level, lag.Reason = dec.Level, dec.Reason
 		lag.SuggestedRate = m.cfg.Rate.Suggest(lag.Capacity, lag.OffsetLag, dec.Level)
-		lag.LastPublished = tm.pub
+		lag.LastPublished = tm.last.LastPublished // kept across evaluations
 		tm.last = *lag
 		if dec.Changed {
 			events = append(events, LevelEvent{Group: m.cfg.Group, Topic: topic, Instance: m.cfg.Instance,
@@ -533,7 +532,7 @@ func (m *Monitor) evaluate(ctx context.Context) {
 		switch {
 		case tm == nil:
 		case errs[i] == nil:
-			tm.pub, tm.last.LastPublished, tm.retry = s.IssuedAt, s.IssuedAt, 0
+			tm.last.LastPublished, tm.retry = s.IssuedAt, 0
 		default:
 			// Due again after a backoff from EvalInterval, doubling up
 			// to Heartbeat.

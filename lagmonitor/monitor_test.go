@@ -348,7 +348,7 @@ func (l *pubLog) OnPublish(_ Signal, err error) {
 
 // TestMonitorRetriesFailedPublish: the control topic refuses the first
 // signal; the monitor publishes it again after a short backoff, not at
-// the next heartbeat (an hour away here).
+// the next heartbeat (half an hour away here).
 func TestMonitorRetriesFailedPublish(t *testing.T) {
 	c, brokers := testkit.Cluster(t, 1, "orders")
 	if err := c.CreateTopic("ctl", 1, nil); err != nil {

@@ -2,7 +2,8 @@
 // not ready for them: group requests while a group coordinator is not
 // ready (on a cluster's first use of a group, the offsets topic being
 // created; after a broker restart; while a coordinator moves), and lookups
-// of a topic that another client has just created. franz-go's admin client
+// of a topic just created, which each broker learns of a moment after
+// CreateTopics succeeds ([AwaitTopic]). franz-go's admin client
 // (kadm) returns such a refusal as the request's error at once; its own
 // consumer retries it.
 package kretry
@@ -35,15 +36,10 @@ func NotReady(err error) bool {
 		errors.Is(err, kerr.NotCoordinator)
 }
 
-// UnknownTopic reports whether err is UNKNOWN_TOPIC_OR_PARTITION: what a
-// broker answers for a topic that another client created a moment ago and
-// that its metadata does not hold yet.
-func UnknownTopic(err error) bool { return errors.Is(err, kerr.UnknownTopicOrPartition) }
-
 // Do calls fn, and again with a growing backoff while retry(err) holds
 // for its error, until ctx ends or MaxWait has passed; it returns fn's
 // last value and error. retry is [NotReady] for a group request,
-// [UnknownTopic] for the lookup of a topic another client just created.
+// [NotServed] for the lookup of a topic just created ([AwaitTopic]).
 func Do[T any](ctx context.Context, retry func(error) bool, fn func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, MaxWait)
 	defer cancel()

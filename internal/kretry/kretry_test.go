@@ -53,15 +53,18 @@ func TestDoEndsWithItsContext(t *testing.T) {
 	}
 }
 
-func TestDoRetriesAnUnknownTopic(t *testing.T) {
+func TestDoRetriesATopicNotServed(t *testing.T) {
 	calls := 0
-	_, err := Do(context.Background(), UnknownTopic, func(context.Context) (int32, error) {
-		if calls++; calls < 3 {
+	_, err := Do(context.Background(), NotServed, func(context.Context) (int32, error) {
+		switch calls++; calls {
+		case 1:
 			return 0, fmt.Errorf("looking up: %w", kerr.UnknownTopicOrPartition)
+		case 2:
+			return 0, kerr.LeaderNotAvailable
 		}
 		return 0, kerr.TopicAuthorizationFailed
 	})
 	if calls != 3 || !errors.Is(err, kerr.TopicAuthorizationFailed) {
-		t.Errorf("%d calls, error %v: want the unknown topic retried twice and the third error returned", calls, err)
+		t.Errorf("%d calls, error %v: want the unknown topic and the missing leader retried, and the third error returned", calls, err)
 	}
 }

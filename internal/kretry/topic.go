@@ -68,7 +68,7 @@ func lookup(ctx context.Context, via kmsg.Requestor, topic string, led bool) (in
 // UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE, what brokers answer
 // for a moment about a topic that was just created.
 func NotServed(err error) bool {
-	return UnknownTopic(err) || errors.Is(err, kerr.LeaderNotAvailable)
+	return errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.LeaderNotAvailable)
 }
 
 // AwaitTopic waits until every broker of the cluster serves topic, with
