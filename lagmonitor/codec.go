@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,21 +49,40 @@ const (
 )
 
 // wireSignal is a signal as JSON, in the order kcat shows its fields.
+// The optional fields added within version 1 are omitted when zero, so
+// that a signal without them is written byte for byte as before.
 type wireSignal struct {
-	Version       int            `json:"version"`
-	Group         string         `json:"group"`
-	Topic         string         `json:"topic"`
-	Instance      string         `json:"instance"`
-	Seq           uint64         `json:"seq"`
-	Level         string         `json:"level"`
-	OffsetLag     int64          `json:"offset_lag"`
-	TimeLagMs     int64          `json:"time_lag_ms"`
-	DrainRate     float64        `json:"drain_rate"`
-	SuggestedRate float64        `json:"suggested_rate"`
-	Paused        map[string]int `json:"paused,omitempty"`
-	Reason        string         `json:"reason,omitempty"`
-	IssuedAtMs    int64          `json:"issued_at_ms"`
-	TTLMs         int64          `json:"ttl_ms"`
+	Version         int            `json:"version"`
+	Group           string         `json:"group"`
+	Topic           string         `json:"topic"`
+	Instance        string         `json:"instance"`
+	Seq             uint64         `json:"seq"`
+	Level           string         `json:"level"`
+	OffsetLag       int64          `json:"offset_lag"`
+	TimeLagMs       int64          `json:"time_lag_ms"`
+	DrainRate       float64        `json:"drain_rate"`
+	SuggestedRate   float64        `json:"suggested_rate"`
+	Capacity        float64        `json:"capacity,omitempty"`
+	Partitions      int64          `json:"partitions,omitempty"`
+	TopicPartitions int64          `json:"topic_partitions,omitempty"`
+	Paused          map[string]int `json:"paused,omitempty"`
+	Hot             []wireHot      `json:"hot,omitempty"`
+	RestLevel       string         `json:"rest_level,omitempty"`
+	UnstableOffsets int64          `json:"unstable_offsets,omitempty"`
+	LSOStallMs      int64          `json:"lso_stall_ms,omitempty"`
+	Reason          string         `json:"reason,omitempty"`
+	IssuedAtMs      int64          `json:"issued_at_ms"`
+	TTLMs           int64          `json:"ttl_ms"`
+}
+
+// wireHot is a hot partition as JSON.
+type wireHot struct {
+	Partition     int64   `json:"partition"`
+	Level         string  `json:"level"`
+	OffsetLag     int64   `json:"offset_lag"`
+	TimeLagMs     int64   `json:"time_lag_ms"`
+	DrainRate     float64 `json:"drain_rate"`
+	SuggestedRate float64 `json:"suggested_rate"`
 }
 
 // Encode returns the control-topic key and value of s: the key is
@@ -75,28 +96,7 @@ func Encode(s *Signal) (key, value []byte, err error) {
 	if s.Version != 0 && s.Version != SignalVersion {
 		return nil, nil, fmt.Errorf("%w: version %d, this package writes %d", ErrInvalidSignal, s.Version, SignalVersion)
 	}
-	w := wireSignal{
-		Version:       SignalVersion,
-		Group:         s.Group,
-		Topic:         s.Topic,
-		Instance:      s.Instance,
-		Seq:           s.Seq,
-		Level:         s.Level.String(),
-		OffsetLag:     s.OffsetLag,
-		TimeLagMs:     s.TimeLag.Milliseconds(),
-		DrainRate:     s.DrainRate,
-		SuggestedRate: s.SuggestedRate,
-		Paused:        s.Paused,
-		Reason:        cutUTF8(strings.ToValidUTF8(s.Reason, "\uFFFD"), maxReasonLen),
-		IssuedAtMs:    s.IssuedAt.UnixMilli(),
-		TTLMs:         s.TTL.Milliseconds(),
-	}
-	if len(w.Paused) == 0 {
-		w.Paused = nil
-	}
-	if _, err := ParseLevel(w.Level); err != nil {
-		return nil, nil, fmt.Errorf("%w: level: %v", ErrInvalidSignal, s.Level)
-	}
+	w := toWire(s)
 	if err := w.check(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %s", ErrInvalidSignal, err)
 	}
@@ -134,6 +134,12 @@ func Encode(s *Signal) (key, value []byte, err error) {
 // languages would disagree on which one counts. Errors wrap
 // [ErrMalformed]. Decode never panics, whatever its input.
 func Decode(key, value []byte) (s Signal, tombstone bool, err error) {
+	return decode(key, value, len(wireFields))
+}
+
+// decode decodes with the first known fields of wireFields (all of them
+// but for tests, which read as a reader of an older release would).
+func decode(key, value []byte, known int) (s Signal, tombstone bool, err error) {
 	if !utf8.Valid(key) {
 		return Signal{}, false, fmt.Errorf("%w: key is not valid UTF-8", ErrMalformed)
 	}
@@ -147,7 +153,7 @@ func Decode(key, value []byte) (s Signal, tombstone bool, err error) {
 	if value == nil {
 		return Signal{Topic: topic, Instance: instance, Group: group}, true, nil
 	}
-	w, err := parseValue(value)
+	w, err := parseValue(value, wireFields[:known])
 	if err != nil {
 		return Signal{}, false, fmt.Errorf("%w: %s", ErrMalformed, err)
 	}
@@ -155,54 +161,130 @@ func Decode(key, value []byte) (s Signal, tombstone bool, err error) {
 		return Signal{}, false, fmt.Errorf("%w: value names %q, key %q", ErrMalformed,
 			truncate(string(Key(w.Topic, w.Instance, w.Group)), 128), truncate(string(key), 128))
 	}
-	lvl, _ := ParseLevel(w.Level) // checked by parseValue
-	return Signal{
-		Version:       w.Version,
-		Group:         w.Group,
-		Topic:         w.Topic,
-		Instance:      w.Instance,
-		Seq:           w.Seq,
-		Level:         lvl,
-		OffsetLag:     w.OffsetLag,
-		TimeLag:       time.Duration(w.TimeLagMs) * time.Millisecond,
-		DrainRate:     w.DrainRate,
-		SuggestedRate: w.SuggestedRate,
-		Paused:        w.Paused,
-		Reason:        w.Reason,
-		IssuedAt:      time.UnixMilli(w.IssuedAtMs).UTC(),
-		TTL:           time.Duration(w.TTLMs) * time.Millisecond,
-	}, false, nil
+	return fromWire(&w), false, nil
 }
 
-// The fields of a value, in wire order; presence is tracked by index.
-var wireFields = [...]string{"version", "group", "topic", "instance", "seq", "level",
-	"offset_lag", "time_lag_ms", "drain_rate", "suggested_rate", "paused", "reason", "issued_at_ms", "ttl_ms"}
+// toWire converts s as Encode writes it.
+func toWire(s *Signal) wireSignal {
+	w := wireSignal{
+		Version:         SignalVersion,
+		Group:           s.Group,
+		Topic:           s.Topic,
+		Instance:        s.Instance,
+		Seq:             s.Seq,
+		Level:           s.Level.String(),
+		OffsetLag:       s.OffsetLag,
+		TimeLagMs:       s.TimeLag.Milliseconds(),
+		DrainRate:       s.DrainRate,
+		SuggestedRate:   s.SuggestedRate,
+		Capacity:        s.Capacity,
+		Partitions:      int64(s.Partitions),
+		TopicPartitions: int64(s.TopicPartitions),
+		Paused:          s.Paused,
+		UnstableOffsets: s.UnstableOffsets,
+		LSOStallMs:      s.LSOStall.Milliseconds(),
+		Reason:          cutUTF8(strings.ToValidUTF8(s.Reason, "\uFFFD"), maxReasonLen),
+		IssuedAtMs:      s.IssuedAt.UnixMilli(),
+		TTLMs:           s.TTL.Milliseconds(),
+	}
+	if len(w.Paused) == 0 {
+		w.Paused = nil
+	}
+	if len(s.Hot) > 0 {
+		w.RestLevel = s.RestLevel.String()
+		w.Hot = make([]wireHot, len(s.Hot))
+		for i, h := range s.Hot {
+			w.Hot[i] = wireHot{Partition: int64(h.Partition), Level: h.Level.String(), OffsetLag: h.OffsetLag,
+				TimeLagMs: h.TimeLag.Milliseconds(), DrainRate: h.DrainRate, SuggestedRate: h.SuggestedRate}
+		}
+	}
+	return w
+}
 
-const (
-	fVersion = iota
-	fGroup
-	fTopic
-	fInstance
-	fSeq
-	fLevel
-	fOffsetLag
-	fTimeLag
-	fDrainRate
-	fSuggestedRate
-	fPaused
-	fReason
-	fIssuedAt
-	fTTL
-)
+// fromWire converts a value parseValue checked.
+func fromWire(w *wireSignal) Signal {
+	s := Signal{
+		Version:         w.Version,
+		Group:           w.Group,
+		Topic:           w.Topic,
+		Instance:        w.Instance,
+		Seq:             w.Seq,
+		Level:           mustLevel(w.Level),
+		OffsetLag:       w.OffsetLag,
+		TimeLag:         time.Duration(w.TimeLagMs) * time.Millisecond,
+		DrainRate:       w.DrainRate,
+		SuggestedRate:   w.SuggestedRate,
+		Capacity:        w.Capacity,
+		Partitions:      int(w.Partitions),
+		TopicPartitions: int(w.TopicPartitions),
+		Paused:          w.Paused,
+		UnstableOffsets: w.UnstableOffsets,
+		LSOStall:        time.Duration(w.LSOStallMs) * time.Millisecond,
+		Reason:          w.Reason,
+		IssuedAt:        time.UnixMilli(w.IssuedAtMs).UTC(),
+		TTL:             time.Duration(w.TTLMs) * time.Millisecond,
+	}
+	if len(w.Hot) > 0 {
+		s.RestLevel = mustLevel(w.RestLevel)
+		s.Hot = make([]HotPartition, len(w.Hot))
+		for i, h := range w.Hot {
+			s.Hot[i] = HotPartition{Partition: int32(h.Partition), Level: mustLevel(h.Level), OffsetLag: h.OffsetLag,
+				TimeLag: time.Duration(h.TimeLagMs) * time.Millisecond, DrainRate: h.DrainRate, SuggestedRate: h.SuggestedRate}
+		}
+	}
+	return s
+}
 
-// optional fields; every other one is required.
-func optionalField(i int) bool { return i == fPaused || i == fReason }
+// mustLevel parses a level the checks already accepted.
+func mustLevel(name string) Level {
+	l, _ := ParseLevel(name)
+	return l
+}
 
-// parseValue walks the value's top-level object once, keeping the raw
-// JSON of each known field, then converts them: the version first, so
-// that a value of another version is reported as such whatever its
-// fields look like.
-func parseValue(value []byte) (wireSignal, error) {
+// wireField is one field of a value: its name, whether it is required,
+// and how its raw JSON is stored into a wireSignal.
+type wireField struct {
+	name     string
+	required bool
+	set      func(json.RawMessage, *wireSignal) error
+}
+
+// wireFields are the fields of a value, in wire order. The version is
+// read before the others. The first legacyFields are those of the first
+// release; the optional ones after them were added within version 1.
+var wireFields = [...]wireField{
+	{"version", true, func(r json.RawMessage, w *wireSignal) error { return setInt(r, &w.Version) }},
+	{"group", true, func(r json.RawMessage, w *wireSignal) error { return rawString(r, &w.Group) }},
+	{"topic", true, func(r json.RawMessage, w *wireSignal) error { return rawString(r, &w.Topic) }},
+	{"instance", true, func(r json.RawMessage, w *wireSignal) error { return rawString(r, &w.Instance) }},
+	{"seq", true, setSeq},
+	{"level", true, func(r json.RawMessage, w *wireSignal) error { return rawLevel(r, &w.Level) }},
+	{"offset_lag", true, func(r json.RawMessage, w *wireSignal) error { return setInt(r, &w.OffsetLag) }},
+	{"time_lag_ms", true, func(r json.RawMessage, w *wireSignal) error { return setInt(r, &w.TimeLagMs) }},
+	{"drain_rate", true, func(r json.RawMessage, w *wireSignal) error { return setFloat(r, &w.DrainRate) }},
+	{"suggested_rate", true, func(r json.RawMessage, w *wireSignal) error { return setFloat(r, &w.SuggestedRate) }},
+	{"paused", false, func(r json.RawMessage, w *wireSignal) (err error) { w.Paused, err = rawPaused(r); return err }},
+	{"reason", false, func(r json.RawMessage, w *wireSignal) error { return rawString(r, &w.Reason) }},
+	{"issued_at_ms", true, func(r json.RawMessage, w *wireSignal) error { return setInt(r, &w.IssuedAtMs) }},
+	{"ttl_ms", true, func(r json.RawMessage, w *wireSignal) error { return setInt(r, &w.TTLMs) }},
+	// Added within version 1: optional, ignored by older readers.
+	{"capacity", false, func(r json.RawMessage, w *wireSignal) error { return setFloat(r, &w.Capacity) }},
+	{"partitions", false, func(r json.RawMessage, w *wireSignal) error { return setInt(r, &w.Partitions) }},
+	{"topic_partitions", false, func(r json.RawMessage, w *wireSignal) error { return setInt(r, &w.TopicPartitions) }},
+	{"hot", false, func(r json.RawMessage, w *wireSignal) (err error) { w.Hot, err = rawHot(r); return err }},
+	{"rest_level", false, func(r json.RawMessage, w *wireSignal) error { return rawLevel(r, &w.RestLevel) }},
+	{"unstable_offsets", false, func(r json.RawMessage, w *wireSignal) error { return setInt(r, &w.UnstableOffsets) }},
+	{"lso_stall_ms", false, func(r json.RawMessage, w *wireSignal) error { return setInt(r, &w.LSOStallMs) }},
+}
+
+// legacyFields is the number of fields of the first release's readers.
+const legacyFields = 14
+
+// parseValue reads the value's top-level object once, keeping the raw
+// JSON of each field it knows (fields), then converts them: the version
+// first, so that a value of another version is reported as such whatever
+// its fields look like.
+func parseValue(value []byte, fields []wireField) (wireSignal, error) {
 	var w wireSignal
 	if len(value) > MaxValueBytes {
 		return w, fmt.Errorf("value of %d bytes, at most %d", len(value), MaxValueBytes)
@@ -210,118 +292,155 @@ func parseValue(value []byte) (wireSignal, error) {
 	if !utf8.Valid(value) {
 		return w, errors.New("value is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(value))
-	dec.UseNumber()
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return w, errors.New("value is not a JSON object")
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.name
 	}
-	var raw [len(wireFields)]json.RawMessage
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return w, fmt.Errorf("value is not JSON: %v", err)
-		}
-		name, _ := t.(string) // an object's keys are strings
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return w, fmt.Errorf("value is not JSON: %v", err)
-		}
-		i := fieldIndex(name)
-		if i < 0 {
-			continue // unknown: ignored, see Decode
-		}
-		if raw[i] != nil {
-			return w, fmt.Errorf("field %s appears twice", name)
-		}
-		raw[i] = v
+	raw, err := readObject(value, names)
+	if err != nil {
+		return w, fmt.Errorf("value %s", err)
 	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return w, fmt.Errorf("value is not JSON: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return w, errors.New("data after the JSON object")
-	}
-	if raw[fVersion] == nil {
+	if raw[0] == nil {
 		return w, errors.New("field version missing")
 	}
-	v, err := rawInt(raw[fVersion])
-	if err != nil {
+	if err := setInt(raw[0], &w.Version); err != nil {
 		return w, fmt.Errorf("field version: %s", err)
 	}
-	if v != SignalVersion {
-		return w, fmt.Errorf("version %d, this reader reads %d", v, SignalVersion)
+	if w.Version != SignalVersion {
+		return w, fmt.Errorf("version %d, this reader reads %d", w.Version, SignalVersion)
 	}
-	w.Version = int(v)
-	for i, r := range raw {
-		if r == nil && !optionalField(i) {
-			return w, fmt.Errorf("field %s missing", wireFields[i])
-		}
-	}
-	strs := []struct {
-		i   int
-		dst *string
-	}{{fGroup, &w.Group}, {fTopic, &w.Topic}, {fInstance, &w.Instance}, {fLevel, &w.Level}, {fReason, &w.Reason}}
-	for _, f := range strs {
-		if raw[f.i] == nil {
+	for i, f := range fields {
+		switch {
+		case raw[i] == nil && f.required:
+			return w, fmt.Errorf("field %s missing", f.name)
+		case raw[i] == nil || i == 0:
 			continue
 		}
-		if err := rawString(raw[f.i], f.dst); err != nil {
-			return w, fmt.Errorf("field %s: %s", wireFields[f.i], err)
+		if err := f.set(raw[i], &w); err != nil {
+			return w, fmt.Errorf("field %s: %s", f.name, err)
 		}
-	}
-	ints := []struct {
-		i   int
-		dst *int64
-	}{{fOffsetLag, &w.OffsetLag}, {fTimeLag, &w.TimeLagMs}, {fIssuedAt, &w.IssuedAtMs}, {fTTL, &w.TTLMs}}
-	for _, f := range ints {
-		n, err := rawInt(raw[f.i])
-		if err != nil {
-			return w, fmt.Errorf("field %s: %s", wireFields[f.i], err)
-		}
-		*f.dst = n
-	}
-	seq, err := rawInt(raw[fSeq])
-	if err != nil {
-		return w, fmt.Errorf("field seq: %s", err)
-	}
-	if seq < 0 {
-		return w, fmt.Errorf("field seq: negative (%d)", seq)
-	}
-	w.Seq = uint64(seq)
-	floats := []struct {
-		i   int
-		dst *float64
-	}{{fDrainRate, &w.DrainRate}, {fSuggestedRate, &w.SuggestedRate}}
-	for _, f := range floats {
-		x, err := rawFloat(raw[f.i])
-		if err != nil {
-			return w, fmt.Errorf("field %s: %s", wireFields[f.i], err)
-		}
-		*f.dst = x
-	}
-	if raw[fPaused] != nil {
-		m, err := rawPaused(raw[fPaused])
-		if err != nil {
-			return w, fmt.Errorf("field paused: %s", err)
-		}
-		w.Paused = m
-	}
-	if len(w.Reason) > maxReasonLen {
-		return w, fmt.Errorf("field reason: %d bytes, at most %d", len(w.Reason), maxReasonLen)
-	}
-	if _, err := ParseLevel(w.Level); err != nil {
-		return w, fmt.Errorf("field level: %q is not ok, elevated, high or critical", truncate(w.Level, 32))
 	}
 	return w, w.check()
 }
 
-func fieldIndex(name string) int {
-	for i, f := range wireFields {
-		if f == name {
-			return i
+// readObject reads one JSON object holding nothing after it, and returns
+// the raw value of each of names found in it (nil if absent). A name it
+// does not know is ignored, whatever its value; a known name twice is an
+// error.
+func readObject(data []byte, names []string) ([]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("is not a JSON object")
+	}
+	raw := make([]json.RawMessage, len(names))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("is not JSON: %v", err)
+		}
+		name, _ := t.(string) // an object's keys are strings
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("is not JSON: %v", err)
+		}
+		i := slices.Index(names, name)
+		if i < 0 {
+			continue // unknown: ignored, see Decode
+		}
+		if raw[i] != nil {
+			return nil, fmt.Errorf("names field %s twice", name)
+		}
+		raw[i] = v
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return nil, fmt.Errorf("is not JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("has data after the JSON object")
+	}
+	return raw, nil
+}
+
+// setInt stores a JSON integer ([rawInt]) into an integer field.
+func setInt[T int | int64](r json.RawMessage, dst *T) error {
+	n, err := rawInt(r)
+	if err != nil {
+		return err
+	}
+	*dst = T(n)
+	return nil
+}
+
+func setFloat(r json.RawMessage, dst *float64) (err error) {
+	*dst, err = rawFloat(r)
+	return err
+}
+
+func setSeq(r json.RawMessage, w *wireSignal) error {
+	n, err := rawInt(r)
+	switch {
+	case err != nil:
+		return err
+	case n < 0:
+		return fmt.Errorf("negative (%d)", n)
+	}
+	w.Seq = uint64(n)
+	return nil
+}
+
+// rawLevel reads a level's name, checking it.
+func rawLevel(r json.RawMessage, dst *string) error {
+	if err := rawString(r, dst); err != nil {
+		return err
+	}
+	if _, err := ParseLevel(*dst); err != nil {
+		return fmt.Errorf("%q is not ok, elevated, high or critical", truncate(*dst, 32))
+	}
+	return nil
+}
+
+// hotFields are the fields of a hot partition's object; the first four
+// are required.
+var hotFields = []string{"partition", "level", "offset_lag", "time_lag_ms", "drain_rate", "suggested_rate"}
+
+// rawHot reads the hot partitions: an array of at most MaxHot objects.
+func rawHot(r json.RawMessage) ([]wireHot, error) {
+	var items []json.RawMessage
+	if len(r) == 0 || r[0] != '[' || json.Unmarshal(r, &items) != nil {
+		return nil, errors.New("not an array")
+	}
+	if len(items) > MaxHot {
+		return nil, fmt.Errorf("%d partitions, at most %d", len(items), MaxHot)
+	}
+	hot := make([]wireHot, len(items))
+	for i, item := range items {
+		raw, err := readObject(item, hotFields)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d %s", i, err)
+		}
+		h := &hot[i]
+		sets := []func(json.RawMessage) error{
+			func(r json.RawMessage) error { return setInt(r, &h.Partition) },
+			func(r json.RawMessage) error { return rawLevel(r, &h.Level) },
+			func(r json.RawMessage) error { return setInt(r, &h.OffsetLag) },
+			func(r json.RawMessage) error { return setInt(r, &h.TimeLagMs) },
+			func(r json.RawMessage) error { return setFloat(r, &h.DrainRate) },
+			func(r json.RawMessage) error { return setFloat(r, &h.SuggestedRate) },
+		}
+		for j, set := range sets {
+			if raw[j] == nil {
+				if j < 4 {
+					return nil, fmt.Errorf("entry %d: field %s missing", i, hotFields[j])
+				}
+				continue
+			}
+			if err := set(raw[j]); err != nil {
+				return nil, fmt.Errorf("entry %d: field %s: %s", i, hotFields[j], err)
+			}
 		}
 	}
-	return -1
+	return hot, nil
 }
 
 func rawString(r json.RawMessage, dst *string) error {
@@ -406,21 +525,15 @@ func (w *wireSignal) check() error {
 	if w.Seq == 0 {
 		return errors.New("seq 0: sequences start at 1")
 	}
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{{"offset_lag", w.OffsetLag}, {"time_lag_ms", w.TimeLagMs}} {
-		if f.v < 0 || f.v > MaxSafeInteger {
-			return fmt.Errorf("%s %d out of range [0, 2^53-1]", f.name, f.v)
-		}
+	if err := checkCounts(map[string]int64{"offset_lag": w.OffsetLag, "time_lag_ms": w.TimeLagMs,
+		"unstable_offsets": w.UnstableOffsets, "lso_stall_ms": w.LSOStallMs}); err != nil {
+		return err
 	}
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{{"drain_rate", w.DrainRate}, {"suggested_rate", w.SuggestedRate}} {
-		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
-			return fmt.Errorf("%s %v is not a finite number >= 0", f.name, f.v)
-		}
+	if err := checkRates(map[string]float64{"drain_rate": w.DrainRate, "suggested_rate": w.SuggestedRate, "capacity": w.Capacity}); err != nil {
+		return err
+	}
+	if err := w.checkPartitions(); err != nil {
+		return err
 	}
 	if len(w.Paused) > maxPaused {
 		return fmt.Errorf("paused: %d reasons, at most %d", len(w.Paused), maxPaused)
@@ -433,11 +546,93 @@ func (w *wireSignal) check() error {
 			return fmt.Errorf("paused: reason %s counts %d", name, n)
 		}
 	}
+	if len(w.Reason) > maxReasonLen {
+		return fmt.Errorf("reason: %d bytes, at most %d", len(w.Reason), maxReasonLen)
+	}
 	if w.IssuedAtMs < minIssuedAtMs || w.IssuedAtMs > maxIssuedAtMs {
 		return fmt.Errorf("issued_at_ms %d is not Unix milliseconds between 2001 and 2286", w.IssuedAtMs)
 	}
 	if w.TTLMs < 1 || w.TTLMs > MaxTTL.Milliseconds() {
 		return fmt.Errorf("ttl_ms %d out of range [1, %d]", w.TTLMs, MaxTTL.Milliseconds())
+	}
+	return w.checkLevels()
+}
+
+// checkCounts checks integer fields: within [0, 2^53-1].
+func checkCounts(fields map[string]int64) error {
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		if v := fields[name]; v < 0 || v > MaxSafeInteger {
+			return fmt.Errorf("%s %d out of range [0, 2^53-1]", name, v)
+		}
+	}
+	return nil
+}
+
+// checkRates checks number fields: finite and >= 0.
+func checkRates(fields map[string]float64) error {
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		if v := fields[name]; math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return fmt.Errorf("%s %v is not a finite number >= 0", name, v)
+		}
+	}
+	return nil
+}
+
+// maxPartitions bounds partition numbers and counts: Kafka's are int32.
+const maxPartitions = math.MaxInt32
+
+// checkPartitions checks the partition counts and the hot partitions.
+func (w *wireSignal) checkPartitions() error {
+	switch {
+	case w.Partitions < 0 || w.Partitions > maxPartitions:
+		return fmt.Errorf("partitions %d out of range [0, 2^31-1]", w.Partitions)
+	case w.TopicPartitions < 0 || w.TopicPartitions > maxPartitions:
+		return fmt.Errorf("topic_partitions %d out of range [0, 2^31-1]", w.TopicPartitions)
+	case w.TopicPartitions > 0 && w.Partitions > w.TopicPartitions:
+		return fmt.Errorf("partitions %d above topic_partitions %d", w.Partitions, w.TopicPartitions)
+	case len(w.Hot) > MaxHot:
+		return fmt.Errorf("hot: %d partitions, at most %d", len(w.Hot), MaxHot)
+	}
+	for i, h := range w.Hot {
+		switch {
+		case h.Partition < 0 || h.Partition > maxPartitions || w.TopicPartitions > 0 && h.Partition >= w.TopicPartitions:
+			return fmt.Errorf("hot: partition %d out of range", h.Partition)
+		case slices.ContainsFunc(w.Hot[:i], func(o wireHot) bool { return o.Partition == h.Partition }):
+			return fmt.Errorf("hot: partition %d twice", h.Partition)
+		}
+		if err := checkCounts(map[string]int64{"hot offset_lag": h.OffsetLag, "hot time_lag_ms": h.TimeLagMs}); err != nil {
+			return err
+		}
+		if err := checkRates(map[string]float64{"hot drain_rate": h.DrainRate, "hot suggested_rate": h.SuggestedRate}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLevels checks the level names and their order: no hot partition
+// above the signal's level, each above the rest's level, and a rest
+// level exactly when there are hot partitions.
+func (w *wireSignal) checkLevels() error {
+	level, err := ParseLevel(w.Level)
+	if err != nil {
+		return fmt.Errorf("level %q is not ok, elevated, high or critical", truncate(w.Level, 32))
+	}
+	switch {
+	case len(w.Hot) == 0 && w.RestLevel != "":
+		return errors.New("rest_level without hot partitions")
+	case len(w.Hot) == 0:
+		return nil
+	}
+	rest, err := ParseLevel(w.RestLevel)
+	if err != nil {
+		return errors.New("hot partitions without a rest_level")
+	}
+	for _, h := range w.Hot {
+		hl, err := ParseLevel(h.Level)
+		if err != nil || hl > level || hl <= rest {
+			return fmt.Errorf("hot: partition %d at level %s, not above rest_level %s and at most level %s", h.Partition, truncate(h.Level, 32), rest, level)
+		}
 	}
 	return nil
 }

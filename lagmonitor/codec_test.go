@@ -223,6 +223,7 @@ func FuzzDecode(f *testing.F) {
 	s := testSignal()
 	key := string(lagmonitor.Key(s.Topic, s.Instance, s.Group))
 	f.Add(key, []byte(goldenValue), false)
+	f.Add(key, []byte(goldenValueFull), false)
 	f.Add(key, []byte(goldenValue[:100]), false)
 	f.Add(key, []byte(strings.Replace(goldenValue, `"version":1`, `"version":2`, 1)), false)
 	f.Add("payments/i/g", []byte(goldenValue), false)
@@ -268,4 +269,95 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip changed the signal\nfirst  %+v\nsecond %+v", got, again)
 		}
 	})
+}
+
+// testSignalFull is testSignal with every field added within version 1.
+func testSignalFull() lagmonitor.Signal {
+	s := testSignal()
+	s.Capacity = 1600.5
+	s.Partitions, s.TopicPartitions = 3, 12
+	s.Hot = []lagmonitor.HotPartition{
+		{Partition: 7, Level: lagmonitor.LevelHigh, OffsetLag: 90000, TimeLag: 42500 * time.Millisecond, DrainRate: 210, SuggestedRate: 180.5},
+		{Partition: 2, Level: lagmonitor.LevelElevated, OffsetLag: 20000, TimeLag: 9 * time.Second, DrainRate: 400},
+	}
+	s.RestLevel = lagmonitor.LevelOK
+	s.UnstableOffsets, s.LSOStall = 40, 65*time.Second
+	return s
+}
+
+// goldenValueFull is testSignalFull on the wire: the fields added within
+// version 1 sit between suggested_rate and reason, each omitted when zero.
+const goldenValueFull = `{"version":1,"group":"billing","topic":"orders","instance":"billing-host1-4242-9f8e7d6c","seq":17,"level":"high","offset_lag":120000,"time_lag_ms":42500,"drain_rate":1520.25,"suggested_rate":1400,"capacity":1600.5,"partitions":3,"topic_partitions":12,"paused":{"lag":2,"window_full":1},"hot":[{"partition":7,"level":"high","offset_lag":90000,"time_lag_ms":42500,"drain_rate":210,"suggested_rate":180.5},{"partition":2,"level":"elevated","offset_lag":20000,"time_lag_ms":9000,"drain_rate":400,"suggested_rate":0}],"rest_level":"ok","unstable_offsets":40,"lso_stall_ms":65000,"reason":"time lag 42.5s over 30s <for 3 windows>","issued_at_ms":1767225600123,"ttl_ms":15000}`
+
+// TestCodecCompatibility: the fields added within version 1 are
+// optional both ways. A reader of the first release (which knows only
+// its fields) reads a new signal as the signal without them, and a new
+// reader reads a signal of the first release (goldenValue) as one
+// without them.
+func TestCodecCompatibility(t *testing.T) {
+	s := testSignalFull()
+	key, value, err := lagmonitor.Encode(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(value) != goldenValueFull {
+		t.Fatalf("value\n got %s\nwant %s", value, goldenValueFull)
+	}
+	got, _, err := lagmonitor.Decode(key, value)
+	if err != nil || !reflect.DeepEqual(got, s) {
+		t.Fatalf("new reader, new signal: %v\n got %+v\nwant %+v", err, got, s)
+	}
+	old, _, err := lagmonitor.DecodeLegacy(key, value)
+	if err != nil || !reflect.DeepEqual(old, testSignal()) {
+		t.Fatalf("first-release reader, new signal: %v\n got %+v\nwant %+v", err, old, testSignal())
+	}
+	got, _, err = lagmonitor.Decode(key, []byte(goldenValue))
+	if err != nil || !reflect.DeepEqual(got, testSignal()) {
+		t.Fatalf("new reader, first-release signal: %v\n got %+v\nwant %+v", err, got, testSignal())
+	}
+	if l := got.LevelOf(7); l != lagmonitor.LevelHigh {
+		t.Errorf("a signal without hot partitions gives partition 7 level %v, want its level high", l)
+	}
+	if l, l2, l3 := s.LevelOf(7), s.LevelOf(2), s.LevelOf(0); l != lagmonitor.LevelHigh || l2 != lagmonitor.LevelElevated || l3 != lagmonitor.LevelOK {
+		t.Errorf("LevelOf 7, 2, 0: %v %v %v, want high elevated ok", l, l2, l3)
+	}
+}
+
+func TestDecodeRejectsAddedFields(t *testing.T) {
+	s := testSignal()
+	key := string(lagmonitor.Key(s.Topic, s.Instance, s.Group))
+	repl := func(old, new string) string {
+		if !strings.Contains(goldenValueFull, old) {
+			t.Fatalf("golden value lacks %q", old)
+		}
+		return strings.Replace(goldenValueFull, old, new, 1)
+	}
+	hot7 := `{"partition":7,"level":"high","offset_lag":90000,"time_lag_ms":42500,"drain_rate":210,"suggested_rate":180.5}`
+	for _, c := range []struct{ name, value, want string }{
+		{"negative capacity", repl(`"capacity":1600.5`, `"capacity":-1`), "capacity"},
+		{"partitions above the topic's", repl(`"partitions":3`, `"partitions":13`), "above topic_partitions"},
+		{"negative partitions", repl(`"partitions":3`, `"partitions":-3`), "partitions"},
+		{"hot not an array", strings.Replace(goldenValue, `"reason"`, `"hot":{"partition":7},"rest_level":"ok","reason"`, 1), "field hot: not an array"},
+		{"hot partition out of range", repl(`"partition":7`, `"partition":12`), "out of range"},
+		{"hot partition twice", repl(`"partition":2`, `"partition":7`), "twice"},
+		{"hot entry without level", repl(`"partition":7,"level":"high",`, `"partition":7,`), "level missing"},
+		{"hot level above the signal's", repl(`"partition":7,"level":"high"`, `"partition":7,"level":"critical"`), "at most level"},
+		{"hot level not above the rest", repl(`"rest_level":"ok"`, `"rest_level":"elevated"`), "not above rest_level"},
+		{"hot without rest level", repl(`,"rest_level":"ok"`, ``), "without a rest_level"},
+		{"rest level without hot", strings.Replace(goldenValue, `"reason"`, `"rest_level":"ok","reason"`, 1), "without hot"},
+		{"unknown rest level", repl(`"rest_level":"ok"`, `"rest_level":"fine"`), "rest_level"},
+		{"too many hot", repl(`"hot":[`, `"hot":[`+strings.Repeat(hot7+",", lagmonitor.MaxHot)), "at most 8"},
+		{"negative unstable offsets", repl(`"unstable_offsets":40`, `"unstable_offsets":-40`), "unstable_offsets"},
+		{"fractional LSO stall", repl(`"lso_stall_ms":65000`, `"lso_stall_ms":65000.5`), "not an integer"},
+	} {
+		_, _, err := lagmonitor.Decode([]byte(key), []byte(c.value))
+		if !errors.Is(err, lagmonitor.ErrMalformed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Decode returned %v, want ErrMalformed saying %q", c.name, err, c.want)
+		}
+	}
+	// Unknown fields inside a hot entry are ignored, as at the top level.
+	v := repl(`"partition":7,`, `"partition":7,"zone":"eu",`)
+	if got, _, err := lagmonitor.Decode([]byte(key), []byte(v)); err != nil || got.Hot[0].Partition != 7 {
+		t.Errorf("unknown field in a hot entry: %v", err)
+	}
 }

@@ -148,9 +148,31 @@
 //	drain_rate      number   required, >= 0: records handled per second
 //	suggested_rate  number   required, >= 0: records per second producers together
 //	                         should stay under; 0 means no suggestion
+//	capacity        number   optional, >= 0: records per second the instance's
+//	                         partitions were last measured to drain at most
+//	                         (while saturated); absent or 0: unknown
+//	partitions      integer  optional, >= 0: partitions of the topic the
+//	                         instance owns
+//	topic_partitions integer optional, >= partitions: partitions of the topic;
+//	                         partitions / topic_partitions is the instance's
+//	                         share of the topic's records
 //	paused          object   optional: pause reason -> partitions paused for it
 //	                         (names of 1 to 64 of a-z 0-9 _ . + -, counts >= 0,
 //	                         at most 32 reasons)
+//	hot             array    optional, at most 8 (MaxHot) objects, worst first:
+//	                         the instance's partitions whose level is above
+//	                         rest_level, each {"partition" integer below
+//	                         topic_partitions when known, "level" string above
+//	                         rest_level and at most level, "offset_lag" integer,
+//	                         "time_lag_ms" integer, "drain_rate" number
+//	                         (optional), "suggested_rate" number (optional, 0:
+//	                         none)}, partitions distinct
+//	rest_level      string   present exactly when hot is: the level of the
+//	                         instance's other partitions, at most level
+//	unstable_offsets integer optional, >= 0: records above the last stable
+//	                         offsets (open transactions), summed
+//	lso_stall_ms    integer  optional, >= 0: the longest time a last stable
+//	                         offset has not moved with records above it
 //	reason          string   optional, at most 1024 bytes: why the level is what it is
 //	issued_at_ms    integer  required, Unix milliseconds (13 digits)
 //	ttl_ms          integer  required, 1 to 3600000 (MaxTTL): the signal holds

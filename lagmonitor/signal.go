@@ -66,15 +66,77 @@ type Signal struct {
 	// SuggestedRate is the rate producers together should stay under,
 	// in records per second; 0 means no suggestion.
 	SuggestedRate float64
+	// Capacity is the records per second the instance's partitions of
+	// Topic were last measured to drain at most, while saturated
+	// (held for a while after); 0 when unknown. At ok the instance
+	// suggests a rate from it (the room producers may fill), so
+	// that a recovery does not climb past it.
+	Capacity float64
+	// Partitions is how many partitions of Topic the instance owns, and
+	// TopicPartitions how many Topic has as the instance's metadata
+	// shows; 0 when unknown (a signal of an older writer). A reader
+	// takes the instance's share of the topic as their ratio: a rate
+	// the instance suggests holds for that share of the records.
+	Partitions, TopicPartitions int
 	// Paused counts the instance's partitions of Topic by pause reason
 	// (the reason's name: "window_full", "lag", ...).
 	Paused map[string]int `json:",omitempty"`
+	// Hot lists, worst first and at most [MaxHot], the instance's
+	// partitions of Topic whose level is above that of its other
+	// partitions (RestLevel): records bound for them can be limited
+	// apart, so that one partition melting does not hold the whole
+	// topic, nor hide under a healthy average. Level is the worst of
+	// all, hot or not.
+	Hot []HotPartition `json:",omitempty"`
+	// RestLevel is the level of the instance's partitions not listed in
+	// Hot; it is written, and means something, only when Hot is not
+	// empty.
+	RestLevel Level
+	// UnstableOffsets counts the records above the last stable offset
+	// (in transactions still open), summed over the instance's
+	// partitions of Topic; LSOStall is the longest time one of those
+	// last stable offsets has not moved while records sat above it (a
+	// hanging transaction). Both are 0 for a read_uncommitted consumer.
+	UnstableOffsets int64
+	LSOStall        time.Duration
 	// Reason says in words why the level is what it is.
 	Reason   string
 	IssuedAt time.Time
 	// TTL is how long the signal holds: past IssuedAt+TTL it means no
 	// pressure (fail-open).
 	TTL time.Duration
+}
+
+// MaxHot bounds [Signal.Hot]: the hot partitions one signal names.
+const MaxHot = 8
+
+// HotPartition is one partition of a [Signal]'s topic that lags worse
+// than the instance's others: its own level (decided from its own lags
+// with the topic's thresholds), lags, drain and suggested rate.
+type HotPartition struct {
+	Partition int32
+	Level     Level
+	OffsetLag int64
+	TimeLag   time.Duration
+	// DrainRate is the partition's records handled per second,
+	// smoothed; SuggestedRate the rate producers together should keep
+	// the records bound for it under (0: no suggestion).
+	DrainRate, SuggestedRate float64
+}
+
+// LevelOf returns the level s gives to records bound for partition p: the
+// hot partition's own level if s lists p, else RestLevel if s lists hot
+// partitions, else the signal's level.
+func (s *Signal) LevelOf(p int32) Level {
+	if len(s.Hot) == 0 {
+		return s.Level
+	}
+	for _, h := range s.Hot {
+		if h.Partition == p {
+			return h.Level
+		}
+	}
+	return s.RestLevel
 }
 
 // ExpiresAt returns when s stops holding.
