@@ -14,11 +14,23 @@
 //	go rt.Run(ctx)
 //	go mon.Run(ctx) // publishes per topic: at once on a level change, and every Heartbeat
 //
-// A publish that fails (the control topic unwritable for a moment) is
-// logged, reported to [HookPublish], and tried again soon with the
-// topic's current figures, after a backoff from EvalInterval doubling up
-// to Heartbeat; meanwhile producers obey the last signal they hold until
-// it expires.
+// Publishing runs in a goroutine of its own: a control topic that is
+// slow or unwritable never holds the measuring, the levels or the class
+// pauses. A publish that fails is logged, reported to [HookPublish], and
+// tried again soon with the topic's current figures, after a backoff
+// from EvalInterval doubling up to Heartbeat; meanwhile producers obey
+// the last signal they hold until it expires.
+//
+// A monitor publishes nothing for a topic until it has measured every
+// partition it owns there (Config.MeasureTimeout bounds the wait), so
+// that a restarted instance never says "ok" for what it has not seen.
+// When it stops (its context ends, or the runtime stops), it writes a
+// tombstone for each topic whose last signal said ok, so that producers
+// drop it at once; a signal above ok is left to stand until its TTL, so
+// that a restart in the middle of an incident is no all-clear. A topic
+// whose partitions are revoked is kept (its level, its history) for a
+// grace of one Heartbeat, so that a rebalance that gives them back
+// changes nothing; past it, the same rule applies as at a stop.
 //
 // [EnsureControlTopic] creates the control topic. A producer service runs a
 // [Reader] on the topics it produces to and asks it for their [Pressure]
@@ -29,18 +41,45 @@
 // # What is measured
 //
 // Per partition ([PartitionLag]): the offset lag, from the end offset (the
-// high watermark, or the last stable offset for a read_committed consumer;
-// a transaction's commit marker after the last record is no lag) to the
-// next record to handle; the time lag, the age of that record (its own
-// timestamp while the runtime holds it; else when the log's end passed it,
-// interpolated between observations of the end, as kafka-lag-exporter
-// does); records completed and diverted; and a trend. The runtime's Stats
-// and fetches give these without a request of their own; end and committed
-// offsets are listed every RefreshInterval for partitions fetches do not
-// refresh (paused, idle). Per topic: the largest time lag, the summed
-// offset lag, the drain rate, and from them the level and the suggested
-// rate. A retry tier lags by its delay by design: with Config.TierDelay its
-// time lag counts from the due time.
+// high watermark, or the last stable offset for a read_committed
+// consumer) to the next record to handle; the time lag, the age of that
+// record (its own timestamp while the runtime holds it; else when the
+// log's end passed it, interpolated between observations of the end, as
+// kafka-lag-exporter does); records completed and diverted, the drain
+// rate and the capacity; the partition's own level; and a trend. The
+// runtime's Stats and fetches give these without a request of their own;
+// end and committed offsets are listed every RefreshInterval for
+// partitions fetches do not refresh (paused, idle, not fetched yet). A
+// partition is measured once both its end and its position are known: a
+// fetch answered, or its end and the group's committed offset were
+// listed (without a commit, the start offset the client's
+// kgo.ConsumeStartOffset gives, listed).
+//
+// The history of a partition's end takes a fixed 2.75 KiB whatever the
+// lag and however often the end is observed (fetches, listings every
+// 100ms): its points are kept at a resolution that coarsens with age, so
+// that a paused partition's time lag is estimated within max(2s, age/50)
+// up to ten minutes (4.8s at twice the default critical mark), and is a
+// lower bound beyond. All of a partition's state takes under 4 KiB.
+//
+// Transactions. The runtime passes commit and abort markers and skips
+// aborted data (package consumer), so a consumer that handled every
+// record it can see is at its end offset, whatever the log ends with. A
+// transaction left open (a producer that died inside one) freezes a
+// read_committed consumer's end offset, the last stable offset: the
+// records above it are reported ([TopicLag] UnstableOffsets and
+// LSOStall, the signal's unstable_offsets and lso_stall_ms) and count as
+// lag, with a time lag of at least the stall, once that offset has not
+// moved for Config.StalledLSO (1m).
+//
+// Per topic: the largest time lag, the summed offset lag, the drain rate
+// and the capacity, and from them the level, the suggested rate and the
+// hot partitions: those whose own level is above all the others', worst
+// first, at most [MaxHot] and at most half the topic's partitions, each
+// with its own lags, drain and suggested rate, so that producers can
+// hold the records bound for a partition that melts while the topic's
+// average looks healthy. A retry tier lags by its delay by design: with
+// Config.TierDelay its time lag counts from the due time.
 //
 // The decisions of the sections below (levels, rates, trends,
 // aggregation) are pure types with no I/O and no clock of their own: every
@@ -60,7 +99,11 @@
 // once. Defaults ([DefaultThresholds]): elevated at 5s of time lag, high
 // at 30s, critical at 2m, offset marks off, exit at half the entry marks,
 // a dwell of 30s. Every [Decision] carries a reason in words ("time lag
-// 45s >= high 30s").
+// 45s >= high 30s"). A machine with no history ([LevelMachine.Seed]: a
+// monitor that just started, a topic just assigned) starts at the
+// highest level its first observation could be held at, so that a lag
+// inside a level's hysteresis band reads as that level rather than the
+// one below it.
 //
 // # Rates
 //
@@ -72,14 +115,23 @@
 //
 // A consumer that keeps up drains exactly what arrives, so its capacity
 // shows only while a backlog waits: a [CapacityEstimator] takes the drain
-// rate as the capacity only while the consumer is saturated, and holds it
-// for [DefaultCapacityHold] (5m) after. [RateConfig.Suggest] turns the
-// capacity and the backlog into the rate producers should stay under:
+// rate as the capacity only while the consumer is saturated (its lags at
+// half the lowest level's entry marks, or a window full:
+// [Thresholds.Saturated]), and holds it for [DefaultCapacityHold] (5m)
+// after, renewed while the consumer drains at least [CapacityRefresh] of
+// it (producers holding it just under its capacity). Above ok,
+// [RateConfig.Suggest] turns the capacity and the backlog into the rate
+// producers should stay under:
 //
 //	suggested = clamp(capacity − backlog / Recovery, Floor × capacity, Ceiling × capacity)
 //
-// (defaults: Recovery 1m, Floor 0.1, Ceiling 0.9), and 0 — no suggestion —
-// when the level is ok, the backlog is gone, or the capacity is unknown.
+// (defaults: Recovery 1m, Floor 0.1, Ceiling 0.9), or 0 — no suggestion —
+// when the backlog is gone or the capacity is unknown. At ok the signal
+// suggests the room, [RateConfig.Room]: Ceiling × capacity, so that
+// producers recovering from pressure, and a relay of deferred work, climb
+// back to a little under what the consumer drains rather than past it (0
+// while the capacity is unknown: the drain rate is then a lower bound of
+// the room). The signal carries the capacity itself too.
 //
 // # Trends
 //

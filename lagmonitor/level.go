@@ -170,6 +170,34 @@ func (t Thresholds) EntryLevel(timeLag time.Duration, offsetLag int64) Level {
 	return LevelOK
 }
 
+// HeldLevel returns the highest level whose exit marks the lags exceed
+// (any one mark that is on suffices), or [LevelOK]: the highest level a
+// [LevelMachine] could hold at these lags, depending on where they came
+// from. It is at least [Thresholds.EntryLevel]. Negative lags count as
+// zero.
+func (t Thresholds) HeldLevel(timeLag time.Duration, offsetLag int64) Level {
+	timeLag, offsetLag = max(timeLag, 0), max(offsetLag, 0)
+	for l := LevelCritical; l > LevelOK; l-- {
+		if t.mark(l).on() && !t.atOrBelowExit(l, timeLag, offsetLag) {
+			return l
+		}
+	}
+	return LevelOK
+}
+
+// Saturated reports whether the lags show a consumer that works at its
+// capacity: at or above half an entry mark of the lowest level that is
+// on (records wait long enough, or are many enough, that the consumer is
+// never idle). Negative lags count as zero.
+func (t Thresholds) Saturated(timeLag time.Duration, offsetLag int64) bool {
+	low := LevelElevated
+	for low < LevelCritical && !t.mark(low).on() {
+		low++
+	}
+	m := t.mark(low)
+	return (m.TimeLag > 0 && timeLag >= m.TimeLag/2) || (m.OffsetLag > 0 && offsetLag >= (m.OffsetLag+1)/2)
+}
+
 func (t *Thresholds) reaches(l Level, timeLag time.Duration, offsetLag int64) bool {
 	m := t.mark(l)
 	return (m.TimeLag > 0 && timeLag >= m.TimeLag) || (m.OffsetLag > 0 && offsetLag >= m.OffsetLag)
@@ -273,6 +301,26 @@ func (m *LevelMachine) Level() Level { return m.level }
 // Reset returns the machine to [LevelOK] and forgets every run, as if
 // new (for a group that stopped consuming the topic and started again).
 func (m *LevelMachine) Reset() { *m = LevelMachine{t: m.t} }
+
+// Seed starts the machine, whatever it held, at the first observation of
+// a consumer it has no history of (an instance that just started, or a
+// topic assigned to it): at the highest level the observation could be
+// held at ([Thresholds.HeldLevel]), not the lowest it would enter, so
+// that a lag inside a level's hysteresis band (above its exit marks,
+// below its entry marks) reads as that level rather than the one below:
+// a new instance never reports less pressure than the one it replaces
+// could have. The level is then left by the usual rules (the dwell
+// starts at the first observation at or below its exit marks).
+func (m *LevelMachine) Seed(now time.Time, timeLag time.Duration, offsetLag int64) Decision {
+	prev := m.level
+	*m = LevelMachine{t: m.t, level: m.t.HeldLevel(timeLag, offsetLag)}
+	d := m.Observe(now, timeLag, offsetLag)
+	d.Prev, d.Changed = prev, d.Level != prev
+	if d.Level > m.t.EntryLevel(timeLag, offsetLag) && !m.in[d.Level] {
+		d.Reason += " (first measure: held at the level its band could hold)"
+	}
+	return d
+}
 
 // Observe feeds the machine one observation taken at now and returns its
 // decision (see [LevelMachine] for the rules).

@@ -1,10 +1,7 @@
 package lagmonitor
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -12,7 +9,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/floodgate-kafka/floodgate/consumer"
-	"github.com/floodgate-kafka/floodgate/partition"
 )
 
 // Config configures a [Monitor]. Group and ControlTopic are required; the
@@ -46,6 +42,28 @@ type Config struct {
 	// listed from the brokers, for partitions that fetches do not
 	// refresh (paused, idle, not fetched yet). Default 3s.
 	RefreshInterval time.Duration
+	// MeasureTimeout bounds how long a topic's first signal waits for
+	// every partition the instance owns of it to be measured (its end
+	// offset and its position known: a fetch answered, or the end and
+	// committed offsets were listed). Until then the instance publishes
+	// nothing for the topic, so that it never says "ok" for what it has
+	// not seen; a partition still unmeasured after it (a leader that
+	// does not answer) is left out of the signal and named in its
+	// reason until it is measured. Once a topic's first signal went out,
+	// a partition assigned later is left out until measured. Default
+	// TTL: by then the signal of the instance that owned the partitions
+	// before has expired anyway.
+	MeasureTimeout time.Duration
+	// StalledLSO is how long the last stable offset of a read_committed
+	// consumer's partition may stay put while records sit above it
+	// before those records count as lag: a transaction left open (a
+	// producer that died mid-transaction, until the broker aborts it at
+	// its transaction.timeout.ms) hides everything after it from the
+	// consumer, and the lag would read 0. Until then the records above
+	// it are reported (TopicLag.UnstableOffsets, LSOStall) but are not
+	// lag: an open transaction is not yet the consumer's work. Default
+	// 1m; negative never counts them.
+	StalledLSO time.Duration
 	// TierDelay, if set, says which topics are retry tiers and their
 	// delay: a tier's records wait that long by design, so its time lag
 	// is measured against the due time (retrytopics.Policy.TierDelay).
@@ -105,14 +123,29 @@ type TopicLag struct {
 	Topic         string
 	Level         Level
 	Reason        string
-	OffsetLag     int64         // summed over the partitions
-	TimeLag       time.Duration // the largest of the partitions
+	OffsetLag     int64         // summed over the measured partitions
+	TimeLag       time.Duration // the largest of the measured partitions
 	DrainRate     float64       // records handled per second, smoothed
 	DivertRate    float64       // records diverted per second, smoothed
 	Capacity      float64       // estimated records per second; 0 unknown
-	SuggestedRate float64       // 0: none
+	SuggestedRate float64       // 0: none; at ok, the room ([RateConfig.Room])
 	Paused        map[string]int
-	Partitions    []PartitionLag
+	// Owned counts the topic's partitions the instance owns, and
+	// TopicPartitions the topic's partitions (0 until listed).
+	Owned, TopicPartitions int
+	// Unmeasured lists the owned partitions not measured yet: left out
+	// of the figures above (see Config.MeasureTimeout).
+	Unmeasured []int32
+	// Hot lists the partitions whose level is above RestLevel, the
+	// level of the others (see [Signal.Hot]).
+	Hot       []HotPartition
+	RestLevel Level
+	// UnstableOffsets sums the records above the partitions' last stable
+	// offsets and LSOStall is the longest such offset has not moved
+	// (read_committed consumers; see Config.StalledLSO).
+	UnstableOffsets int64
+	LSOStall        time.Duration
+	Partitions      []PartitionLag
 	// LastPublished is when the topic's signal was last published
 	// (acknowledged by the control topic).
 	LastPublished time.Time
@@ -124,8 +157,9 @@ type TopicLag struct {
 // runtime's Stats and its client's fetches (no broker round trip on the
 // hot path), lists end and committed offsets off the hot path for
 // partitions fetches do not refresh, and produces with the runtime's
-// client. Build it with [New] and run it with [Monitor.Run] beside the
-// runtime's Run.
+// client, in a goroutine of its own so that a slow control topic never
+// holds the measuring. Build it with [New] and run it with [Monitor.Run]
+// beside the runtime's Run.
 type Monitor struct {
 	cfg Config
 	rt  *consumer.Runtime
@@ -133,6 +167,7 @@ type Monitor struct {
 	// (fixed with the client), so its lag is against the last stable
 	// offset.
 	readCommitted bool
+	start         startPolicy // where a partition without a commit starts
 	pub           *Publisher
 	log           kgo.Logger
 	adm           *kadm.Client
@@ -140,44 +175,27 @@ type Monitor struct {
 	levelHooks []HookLevelChange
 	pubHooks   []HookPublish
 
-	// pubMu orders publishing against stop, so that no signal follows
-	// the tombstones; taken before mu.
-	pubMu   sync.Mutex
-	mu      sync.Mutex // guards what Lag reads and the refreshed offsets
+	mu      sync.Mutex // guards everything below
 	stopped bool       // no more signals: the tombstones are written
 	parts   map[partKey]*partMonitor
 	topics  map[string]*topicMonitor
-	ends    map[partKey]endPoint // listed end offsets
+	listed  listing
 	// classPaused holds the topics whose partitions the monitor paused
 	// for a more important class's lag.
 	classPaused map[string]bool
-	commit      map[partKey]int64 // listed committed offsets
+	out         outbox
 }
 
-type partKey struct {
-	topic     string
-	partition int32
-}
-
-type partMonitor struct {
-	hist  endHistory
-	trend *TrendWindow
-	last  time.Time // last trend sample
-	lag   PartitionLag
-}
-
-type topicMonitor struct {
-	level    *LevelMachine
-	drain    DrainMeter
-	capacity CapacityEstimator
-	last     TopicLag
-	next     time.Time // when a signal is due, level change or not
-	signaled bool      // a signal was published: stopping writes a tombstone
-	// retry is the wait after the last failed publish (0 after a
-	// success): a signal is due again after it, not a whole heartbeat
-	// later, so that a level change that failed to go out reaches
-	// producers soon after the control topic takes writes again.
-	retry time.Duration
+// listing is what the refresh loop last listed from the brokers.
+type listing struct {
+	ends   map[partKey]listedOffset // end offsets (last stable offsets for read_committed)
+	hwms   map[partKey]listedOffset // high watermarks (read_committed only)
+	starts map[partKey]int64        // log start offsets, when a partition without a commit needs one
+	commit map[partKey]int64        // committed offsets
+	// committedAt is when the group's committed offsets were last
+	// fetched: a partition absent from them had no commit then.
+	committedAt time.Time
+	counts      map[string]int // partitions per topic
 }
 
 // New returns a monitor of rt. It checks cfg once and names a bad field
@@ -205,13 +223,13 @@ func New(rt *consumer.Runtime, cfg Config) (*Monitor, error) {
 		cfg:           cfg,
 		rt:            rt,
 		readCommitted: rt.Stats().ReadCommitted,
+		start:         startPolicyOf(cl),
 		pub:           pub,
 		adm:           kadm.NewClient(cl),
 		parts:         make(map[partKey]*partMonitor),
 		topics:        make(map[string]*topicMonitor),
-		ends:          make(map[partKey]endPoint),
 		classPaused:   make(map[string]bool),
-		commit:        make(map[partKey]int64),
+		out:           newOutbox(),
 	}
 	m.log, _ = cl.OptValue(kgo.WithLogger).(kgo.Logger)
 	// The runtime closes a client it built when it stops: write the
@@ -281,6 +299,15 @@ func (c *Config) defaults() error {
 	if c.RefreshInterval == 0 {
 		c.RefreshInterval = 3 * time.Second
 	}
+	switch {
+	case c.MeasureTimeout < 0:
+		return configErr("MeasureTimeout", "must be >= 0, got %v", c.MeasureTimeout)
+	case c.MeasureTimeout == 0:
+		c.MeasureTimeout = c.TTL
+	}
+	if c.StalledLSO == 0 {
+		c.StalledLSO = time.Minute
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -294,430 +321,6 @@ func (c *Config) defaults() error {
 
 // Instance returns the instance id the monitor signs its signals with.
 func (m *Monitor) Instance() string { return m.cfg.Instance }
-
-// Run creates the control topic if it is missing, then measures, decides
-// and publishes until ctx ends, then writes a tombstone for every topic it
-// published a signal of (so that producers stop obeying it at once rather
-// than at its TTL) and returns. It returns nil after ctx ended, and an
-// error, naming the rights needed, when the control topic can neither be
-// found nor created. It may be called once.
-func (m *Monitor) Run(ctx context.Context) error {
-	ectx, ecancel := context.WithTimeout(ctx, time.Minute)
-	st, err := EnsureControlTopic(ectx, m.rt.Client(), m.cfg.ControlTopic, m.cfg.ControlPartitions, m.cfg.TTL)
-	ecancel()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("lagmonitor: %w", err)
-	}
-	for _, w := range st.Warnings {
-		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: control topic: "+w, "topic", m.cfg.ControlTopic)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wg.Add(1)
-	go func() { defer wg.Done(); m.refreshLoop(rctx) }()
-
-	tick := time.NewTicker(m.cfg.EvalInterval)
-	defer tick.Stop()
-	for {
-		m.evaluate(ctx)
-		select {
-		case <-ctx.Done():
-			cancel()
-			m.stop(context.WithoutCancel(ctx))
-			return nil
-		case <-tick.C:
-		}
-	}
-}
-
-// refreshLoop lists end offsets (last stable offsets for a read_committed
-// consumer) and the group's committed offsets every RefreshInterval.
-func (m *Monitor) refreshLoop(ctx context.Context) {
-	tick := time.NewTicker(m.cfg.RefreshInterval)
-	defer tick.Stop()
-	for {
-		m.refresh(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-func (m *Monitor) refresh(ctx context.Context) {
-	assigned := m.rt.Assigned()
-	if len(assigned) == 0 {
-		return
-	}
-	topics := make([]string, 0, len(assigned))
-	for t := range assigned {
-		topics = append(topics, t)
-	}
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.RefreshInterval)
-	defer cancel()
-	list := m.adm.ListEndOffsets
-	if m.readCommitted {
-		list = m.adm.ListCommittedOffsets // the last stable offsets
-	}
-	ends, err := list(ctx, topics...)
-	now := m.cfg.Now()
-	if err != nil {
-		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: listing end offsets", "err", err)
-	}
-	committed, cerr := m.adm.FetchOffsets(ctx, m.cfg.Group)
-	if cerr != nil && !errors.Is(cerr, context.Canceled) {
-		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: fetching committed offsets", "err", cerr)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			m.ends[partKey{o.Topic, o.Partition}] = endPoint{o.Offset, now}
-		}
-	})
-	committed.Each(func(o kadm.OffsetResponse) {
-		if o.Err == nil {
-			m.commit[partKey{o.Topic, o.Partition}] = o.At
-		}
-	})
-}
-
-// topicAgg gathers one topic's partitions during an evaluation.
-type topicAgg struct {
-	lag               TopicLag
-	handled, diverted uint64
-	windowFull        bool // a partition is paused with a full window or byte budget
-}
-
-// evaluate measures every partition, decides every topic's level, and
-// publishes what is due.
-func (m *Monitor) evaluate(ctx context.Context) {
-	m.pubMu.Lock()
-	defer m.pubMu.Unlock()
-	now := m.cfg.Now()
-	st := m.rt.Stats()
-	assigned := m.rt.Assigned()
-	var events []LevelEvent
-	var due []Signal
-	var gone []string
-
-	m.mu.Lock()
-	if m.stopped {
-		m.mu.Unlock()
-		return
-	}
-	aggs := make(map[string]*topicAgg)
-	agg := func(topic string) *topicAgg {
-		a := aggs[topic]
-		if a == nil {
-			a = &topicAgg{lag: TopicLag{Topic: topic, Paused: map[string]int{}}}
-			aggs[topic] = a
-		}
-		return a
-	}
-	seen := make(map[partKey]bool, len(st.Partitions))
-	for _, ps := range st.Partitions {
-		k := partKey{ps.Topic, ps.Partition}
-		seen[k] = true
-		pm := m.part(k)
-		end, at := ps.HighWatermark, ps.FetchedAt
-		if st.ReadCommitted {
-			end = ps.LastStable
-		}
-		if l, ok := m.ends[k]; ok && l.end > end {
-			end, at = l.end, l.at
-		}
-		pm.hist.observe(end, at)
-		l := partitionLag(ps, end, &pm.hist, now)
-		m.addPartition(agg(ps.Topic), pm, l, ps.Committed, now)
-		a := agg(ps.Topic)
-		a.handled += ps.Completed - ps.Diverted
-		a.diverted += ps.Diverted
-		if ps.Paused.Has(partition.WindowFull) || ps.Paused.Has(partition.Memory) {
-			a.windowFull = true
-		}
-	}
-	// Assigned partitions the runtime holds no record of yet: measured
-	// from the listed offsets only.
-	for t, ps := range assigned {
-		for _, p := range ps {
-			k := partKey{t, p}
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			pm := m.part(k)
-			end, next := int64(-1), int64(-1)
-			if e, ok := m.ends[k]; ok {
-				pm.hist.observe(e.end, e.at)
-				end = e.end
-			}
-			if c, ok := m.commit[k]; ok {
-				next = c
-			}
-			// Nothing admitted: the committed offset is where it stands.
-			l := partitionLag(consumer.PartitionStats{Topic: t, Partition: p, Next: next}, end, &pm.hist, now)
-			m.addPartition(agg(t), pm, l, l.Next, now)
-		}
-	}
-	for k := range m.parts {
-		if !seen[k] {
-			delete(m.parts, k) // revoked: its history goes with it
-		}
-	}
-	for topic, a := range aggs {
-		tm := m.topic(topic)
-		lag := &a.lag
-		sort.Slice(lag.Partitions, func(i, j int) bool { return lag.Partitions[i].Partition < lag.Partitions[j].Partition })
-		rates := tm.drain.Observe(now, a.handled, a.diverted)
-		lag.DrainRate, lag.DivertRate = rates.Handled, rates.Diverted
-		// A consumer that keeps up drains exactly what arrives: its
-		// drain rate is its capacity only while a backlog waits on it.
-		saturated := lag.OffsetLag > 0 && (a.windowFull || lag.TimeLag >= m.cfg.Thresholds.Elevated.TimeLag/2)
-		tm.capacity.Observe(now, rates.Handled, saturated)
-		lag.Capacity = tm.capacity.Capacity(now)
-		dec := tm.level.Observe(now, lag.TimeLag, lag.OffsetLag)
-		lag.Level, lag.Reason = dec.Level, dec.Reason
-		lag.SuggestedRate = m.cfg.Rate.Suggest(lag.Capacity, lag.OffsetLag, dec.Level)
-		lag.LastPublished = tm.last.LastPublished // kept across evaluations
-		tm.last = *lag
-		if dec.Changed {
-			events = append(events, LevelEvent{Group: m.cfg.Group, Topic: topic, Instance: m.cfg.Instance,
-				From: dec.Prev, To: dec.Level, Reason: dec.Reason, OffsetLag: lag.OffsetLag, TimeLag: lag.TimeLag,
-				DrainRate: lag.DrainRate, SuggestedRate: lag.SuggestedRate, At: now})
-		}
-		if dec.Changed || !now.Before(tm.next) {
-			due = append(due, Signal{Group: m.cfg.Group, Topic: topic, Level: dec.Level, OffsetLag: lag.OffsetLag, TimeLag: lag.TimeLag, DrainRate: lag.DrainRate,
-				SuggestedRate: lag.SuggestedRate, Paused: lag.Paused, Reason: dec.Reason, IssuedAt: now, TTL: m.cfg.TTL})
-			tm.next, tm.signaled = now.Add(m.cfg.Heartbeat), true
-		}
-	}
-	for topic, tm := range m.topics {
-		if _, ok := aggs[topic]; !ok {
-			if tm.signaled {
-				gone = append(gone, topic) // no partition of it left: lift its pressure
-			}
-			delete(m.topics, topic)
-		}
-	}
-	pause, resume := m.classPauses(assigned)
-	m.mu.Unlock()
-	if len(pause) > 0 {
-		m.rt.Pause(partition.Lag, pause)
-	}
-	if len(resume) > 0 {
-		m.rt.Resume(partition.Lag, resume)
-	}
-
-	for _, e := range events {
-		for _, h := range m.levelHooks {
-			h.OnLevelChange(e)
-		}
-		m.logf(kgo.LogLevelInfo, "floodgate: pressure level changed", "group", e.Group, "topic", e.Topic,
-			"from", e.From, "to", e.To, "reason", e.Reason, "offset_lag", e.OffsetLag, "time_lag", e.TimeLag)
-	}
-	errs := make([]error, len(due))
-	for i, s := range due {
-		errs[i] = m.publish(ctx, s)
-	}
-	m.mu.Lock()
-	for i, s := range due {
-		tm := m.topics[s.Topic]
-		switch {
-		case tm == nil:
-		case errs[i] == nil:
-			tm.last.LastPublished, tm.retry = s.IssuedAt, 0
-		default:
-			// Due again after a backoff from EvalInterval, doubling up
-			// to Heartbeat.
-			tm.retry = min(max(2*tm.retry, m.cfg.EvalInterval), m.cfg.Heartbeat)
-			tm.next = s.IssuedAt.Add(tm.retry)
-		}
-	}
-	m.mu.Unlock()
-	for _, t := range gone {
-		m.tombstone(ctx, t)
-	}
-}
-
-// classPauses decides which topics' partitions pause, and which resume,
-// for a more important class's lag (Config.ClassPauseLevel). Called with
-// mu held, after the levels were decided.
-func (m *Monitor) classPauses(assigned map[string][]int32) (pause, resume map[string][]int32) {
-	order, ok := m.rt.Order()
-	if !ok || m.cfg.DisableClassPause {
-		return nil, nil
-	}
-	// The most important rank at which a topic is at the level.
-	hot := -1
-	for topic, tm := range m.topics {
-		c, _ := m.rt.ClassOf(topic)
-		r, known := order.Rank(c)
-		if known && tm.level.Level() >= m.cfg.ClassPauseLevel && (hot < 0 || r < hot) {
-			hot = r
-		}
-	}
-	for topic, parts := range assigned {
-		c, _ := m.rt.ClassOf(topic)
-		r, known := order.Rank(c)
-		want := hot >= 0 && (!known || r > hot)
-		switch {
-		case want:
-			// Every evaluation, not only when the topic turns: a
-			// partition assigned or first fetched since (the runtime
-			// knows a partition once it fetched it) is paused too;
-			// pausing a paused one changes nothing.
-			m.classPaused[topic] = true
-			if pause == nil {
-				pause = map[string][]int32{}
-			}
-			pause[topic] = parts
-		case !want && m.classPaused[topic]:
-			delete(m.classPaused, topic)
-			if resume == nil {
-				resume = map[string][]int32{}
-			}
-			resume[topic] = parts
-		}
-	}
-	return pause, resume
-}
-
-// addPartition adds l to a, with its trend. Called with mu held.
-func (m *Monitor) addPartition(a *topicAgg, pm *partMonitor, l PartitionLag, committed int64, now time.Time) {
-	if d, ok := m.tierDelay(l.Topic); ok {
-		l.TimeLag = max(l.TimeLag-d, 0) // a tier's records are due that much later
-	}
-	if now.Sub(pm.last) >= time.Second {
-		pm.trend.Add(TrendSample{At: now, Committed: committed, Lag: l.OffsetLag})
-		pm.last = now
-	}
-	l.Trend = pm.trend.Trend(now)
-	pm.lag = l
-	a.lag.OffsetLag += l.OffsetLag
-	a.lag.TimeLag = max(a.lag.TimeLag, l.TimeLag)
-	for r := partition.Reasons(1); r != 0 && r <= l.Paused; r <<= 1 {
-		if l.Paused&r != 0 {
-			a.lag.Paused[r.String()]++
-		}
-	}
-	a.lag.Partitions = append(a.lag.Partitions, l)
-}
-
-func (m *Monitor) tierDelay(topic string) (time.Duration, bool) {
-	if m.cfg.TierDelay == nil {
-		return 0, false
-	}
-	return m.cfg.TierDelay(topic)
-}
-
-func (m *Monitor) part(k partKey) *partMonitor {
-	pm := m.parts[k]
-	if pm == nil {
-		w, _ := NewTrendWindow(DefaultTrendConfig()) // checked in New
-		pm = &partMonitor{trend: w}
-		m.parts[k] = pm
-	}
-	return pm
-}
-
-func (m *Monitor) topic(t string) *topicMonitor {
-	tm := m.topics[t]
-	if tm == nil {
-		lm, _ := NewLevelMachine(m.cfg.Thresholds) // checked in New
-		tm = &topicMonitor{level: lm, drain: NewDrainMeter(0), capacity: NewCapacityEstimator(0)}
-		m.topics[t] = tm
-	}
-	return tm
-}
-
-// publish writes s, bounded by the heartbeat interval.
-func (m *Monitor) publish(ctx context.Context, s Signal) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Heartbeat)
-	defer cancel()
-	s, err := m.pub.Publish(ctx, s)
-	for _, h := range m.pubHooks {
-		h.OnPublish(s, err)
-	}
-	if err != nil {
-		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: publishing a pressure signal failed; it is published again soon, and producers fall back to no pressure when the last one expires",
-			"topic", s.Topic, "level", s.Level, "err", err)
-	}
-	return err
-}
-
-// tombstone lifts this instance's signal of topic, bounded by ctx (the
-// runtime's stop bound) and the heartbeat interval.
-func (m *Monitor) tombstone(ctx context.Context, topic string) {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Heartbeat)
-	defer cancel()
-	if err := m.pub.Tombstone(ctx, topic, m.cfg.Instance, m.cfg.Group); err != nil {
-		m.logf(kgo.LogLevelWarn, "floodgate: lag monitor: writing a tombstone failed; the signal expires at its TTL", "topic", topic, "err", err)
-	}
-}
-
-// stop lifts every signal this instance published and publishes no more:
-// when Run's context ends, or when the runtime stops (whichever comes
-// first; the second does nothing).
-func (m *Monitor) stop(ctx context.Context) {
-	m.pubMu.Lock()
-	defer m.pubMu.Unlock()
-	m.mu.Lock()
-	if m.stopped {
-		m.mu.Unlock()
-		return
-	}
-	m.stopped = true
-	var topics []string
-	for t, tm := range m.topics {
-		if tm.signaled {
-			topics = append(topics, t)
-		}
-	}
-	resume := map[string][]int32{}
-	assigned := m.rt.Assigned()
-	for t := range m.classPaused {
-		resume[t] = assigned[t]
-		delete(m.classPaused, t)
-	}
-	m.mu.Unlock()
-	if len(resume) > 0 {
-		m.rt.Resume(partition.Lag, resume) // what this monitor paused is not left paused
-	}
-	// One bound for all: the tombstones go out together.
-	var wg sync.WaitGroup
-	for _, t := range topics {
-		wg.Go(func() { m.tombstone(ctx, t) })
-	}
-	wg.Wait()
-}
-
-// Lag returns the latest measure of every topic the runtime is assigned,
-// sorted by topic.
-func (m *Monitor) Lag() []TopicLag {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]TopicLag, 0, len(m.topics))
-	for _, tm := range m.topics {
-		l := tm.last
-		l.Partitions = append([]PartitionLag(nil), l.Partitions...)
-		out = append(out, l)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
-	return out
-}
-
-func (m *Monitor) logf(level kgo.LogLevel, msg string, kv ...any) {
-	if m.log != nil && m.log.Level() >= level {
-		m.log.Log(level, msg, kv...)
-	}
-}
 
 // ClientOpts returns the kgo options the client a [Monitor] publishes with
 // needs: a partitioner that sends every signal of a topic to the control

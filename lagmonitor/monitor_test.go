@@ -467,3 +467,134 @@ func TestMonitorPausesLessImportantClasses(t *testing.T) {
 		})
 	}
 }
+
+// TestMonitorLeavesPressureWhenStopped: an instance that stops while its
+// topic is above ok writes no tombstone: its last signal stands on the
+// control topic until its TTL, so that a restarted instance, which says
+// nothing until it has measured, is no all-clear meanwhile.
+func TestMonitorLeavesPressureWhenStopped(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 1, "orders")
+	if err := c.CreateTopic("ctl", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	var gate atomic.Pointer[chan struct{}]
+	shut := make(chan struct{})
+	gate.Store(&shut)
+	var handled atomic.Int64
+	rt := gatedRuntime(t, brokers, "g", &gate, &handled)
+	cfg := monitorConfig("g")
+	cfg.TTL = time.Hour // the signal must still be live when the test reads it
+	m, err := New(rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runMonitor(t, m)
+	r := testReader(t, brokers)
+	testkit.Produce(t, brokers, "orders", 10, 1, 1)
+	testkit.Eventually(t, time.Minute, "the control topic to say orders is elevated", func() bool {
+		return r.Pressure("orders", time.Now()).Level == LevelElevated
+	})
+	stop()
+	// The stop is done: what the control topic holds now is all there
+	// is. A fresh reader reads it from the start.
+	r2, err := NewReader(brokers, "ctl", []string{"orders"}, ReadLookback(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := r2.Stats(); st.Tombstones != 0 || r2.Pressure("orders", time.Now()).Level != LevelElevated {
+		t.Fatalf("after the stop: %d tombstones, level %v; want none, and the elevated signal standing", st.Tombstones, r2.Pressure("orders", time.Now()).Level)
+	}
+	close(shut)
+}
+
+// TestMonitorEvaluatesWhilePublishHangs: with the control topic holding
+// every produce request, the monitor goes on measuring, deciding and
+// pausing (publishing never holds an evaluation), and its stop returns
+// within the bound of its context.
+func TestMonitorEvaluatesWhilePublishHangs(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 1, "orders", "payments", "refunds")
+	if err := c.CreateTopic("ctl", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var held atomic.Int32
+	testkit.OnProduceTo(t, c, "ctl", func() *kerr.Error {
+		held.Add(1)
+		c.SleepControl(func() { <-release })
+		return nil
+	})
+	defer close(release)
+	var gate atomic.Pointer[chan struct{}]
+	shut := make(chan struct{})
+	gate.Store(&shut)
+	var handled atomic.Int64
+	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+		select {
+		case <-*gate.Load():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		handled.Add(1)
+		return nil
+	}, consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("orders", "payments", "refunds"),
+		consumer.KgoOpts(ClientOpts("ctl")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Run(t, rt)
+	levels := &levelLog{}
+	cfg := monitorConfig("g", levels)
+	cfg.Heartbeat, cfg.TTL = 30*time.Second, time.Minute // a publish may hang this long
+	m, err := New(rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	for _, topic := range []string{"orders", "payments", "refunds"} {
+		testkit.Produce(t, brokers, topic, 10, 1, 1)
+	}
+	testkit.Eventually(t, time.Minute, "a publish held by the control topic", func() bool { return held.Load() > 0 })
+	testkit.Eventually(t, time.Minute, "every topic elevated while the publishes hang", func() bool {
+		n := 0
+		for _, l := range m.Lag() {
+			if l.Level == LevelElevated {
+				n++
+			}
+		}
+		return n == 3
+	})
+	// Released: the level goes back to ok, still without any publish
+	// going through.
+	close(shut)
+	testkit.Eventually(t, time.Minute, "every topic back to ok while the publishes hang", func() bool {
+		for _, l := range m.Lag() {
+			if l.Level != LevelOK {
+				return false
+			}
+		}
+		return levels.has(LevelElevated, LevelOK)
+	})
+	// The stop is bounded by its context, not by the hanging publishes
+	// (each bounded by the 30s heartbeat).
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelStop()
+	stopped := make(chan struct{})
+	go func() { m.stop(stopCtx); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the monitor's stop did not return within 20s of a 2s bound")
+	}
+	cancelRun()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -187,19 +187,30 @@ func NewCapacityEstimator(hold time.Duration) CapacityEstimator {
 	return CapacityEstimator{Hold: hold}
 }
 
+// CapacityRefresh is the fraction of a [CapacityEstimator]'s estimate at
+// or above which an unsaturated drain rate keeps the estimate alive: a
+// consumer that producers hold just under its capacity (the room its
+// signals give at ok) drains close to it without saturating, and its
+// capacity is still what it was.
+const CapacityRefresh = 0.8
+
 // Observe records the smoothed drain rate at now and whether the consumer
-// was saturated then. A saturated observation replaces the estimate
-// (a drain rate of 0, negative or not finite makes it unknown: a consumer
-// stuck behind a backlog has no capacity to speak of); an unsaturated one
-// changes nothing.
+// was saturated then. A saturated observation replaces the estimate (a
+// drain rate of 0, negative or not finite makes it unknown: a consumer
+// stuck behind a backlog has no capacity to speak of). An unsaturated one
+// raises a live estimate the drain rate exceeds (the consumer drains that
+// much, so it can), and renews one it reaches [CapacityRefresh] of;
+// otherwise it changes nothing.
 func (c *CapacityEstimator) Observe(now time.Time, drainRate float64, saturated bool) {
-	if !saturated {
-		return
-	}
 	if !(drainRate > 0) || math.IsInf(drainRate, 1) {
 		drainRate = 0
 	}
-	c.value, c.at, c.set = drainRate, now, true
+	switch {
+	case saturated:
+		c.value, c.at, c.set = drainRate, now, true
+	case c.Capacity(now) > 0 && drainRate >= CapacityRefresh*c.value:
+		c.value, c.at = max(c.value, drainRate), now
+	}
 }
 
 // Capacity returns the estimated capacity in records per second as of
@@ -262,6 +273,18 @@ func (c RateConfig) Validate() error {
 		return configErr("RateConfig.Floor", "must be in (0, Ceiling=%v], got %v", c.Ceiling, c.Floor)
 	}
 	return nil
+}
+
+// Room returns the rate producers together may fill at ok, in records per
+// second, for a consumer of capacity records per second: Ceiling ×
+// capacity, so that a recovery climbs back to a little under what the
+// consumer drains rather than past it; 0 when the capacity is unknown.
+// c must be valid.
+func (c RateConfig) Room(capacity float64) float64 {
+	if !(capacity > 0) || math.IsInf(capacity, 1) {
+		return 0
+	}
+	return c.Ceiling * capacity
 }
 
 // Suggest returns the rate, in records per second, that the producers of

@@ -1,0 +1,152 @@
+package lagmonitor
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/floodgate-kafka/floodgate/partition"
+)
+
+// topicMonitor is a monitor's state of one topic: its level, drain and
+// capacity, what was last decided, and what was handed to the publisher.
+type topicMonitor struct {
+	level    *LevelMachine
+	seeded   bool // the level machine has had its first measure
+	drain    DrainMeter
+	capacity CapacityEstimator
+	last     TopicLag
+	seen     time.Time // when the topic was first found assigned
+	lostAt   time.Time // when it was found no longer assigned (zero while it is)
+
+	next     time.Time // when a signal is due, level change or not
+	signaled bool      // a signal was handed to the publisher
+	sent     Level     // the level of the last signal handed over
+	// retry is the wait after the last failed publish (0 after a
+	// success): a signal is due again after it, not a whole heartbeat
+	// later, so that a level change that failed to go out reaches
+	// producers soon after the control topic takes writes again.
+	retry time.Duration
+}
+
+// decide aggregates the topic's partitions as measured at now, feeds its
+// meters and its level machine, and returns its lag, with the level
+// decided, the suggested rate and the hot partitions. It does no I/O.
+func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag, topicPartitions int, cfg *Config) (TopicLag, Decision) {
+	lag := TopicLag{Topic: topic, Paused: map[string]int{}, Partitions: parts, Owned: len(parts), TopicPartitions: topicPartitions}
+	var handled, diverted uint64
+	windowFull := false
+	measured := make([]PartitionLag, 0, len(parts))
+	for _, p := range parts {
+		if !p.Measured {
+			lag.Unmeasured = append(lag.Unmeasured, p.Partition)
+			continue
+		}
+		measured = append(measured, p)
+		lag.OffsetLag += p.OffsetLag
+		lag.TimeLag = max(lag.TimeLag, p.TimeLag)
+		lag.UnstableOffsets += p.Unstable
+		lag.LSOStall = max(lag.LSOStall, p.LSOStall)
+		handled += p.Completed - p.Diverted
+		diverted += p.Diverted
+		windowFull = windowFull || p.Paused.Has(partition.WindowFull) || p.Paused.Has(partition.Memory)
+		for r := partition.Reasons(1); r != 0 && r <= p.Paused; r <<= 1 {
+			if p.Paused&r != 0 {
+				lag.Paused[r.String()]++
+			}
+		}
+	}
+	rates := tm.drain.Observe(now, handled, diverted)
+	lag.DrainRate, lag.DivertRate = rates.Handled, rates.Diverted
+	// A consumer that keeps up drains exactly what arrives: its drain
+	// rate is its capacity only while a backlog waits on it.
+	saturated := lag.OffsetLag > 0 && (windowFull || cfg.Thresholds.Saturated(lag.TimeLag, lag.OffsetLag))
+	tm.capacity.Observe(now, rates.Handled, saturated)
+	lag.Capacity = tm.capacity.Capacity(now)
+	var dec Decision
+	if tm.seeded {
+		dec = tm.level.Observe(now, lag.TimeLag, lag.OffsetLag)
+	} else {
+		dec, tm.seeded = tm.level.Seed(now, lag.TimeLag, lag.OffsetLag), true
+	}
+	lag.Level, lag.Reason = dec.Level, dec.Reason
+	if len(lag.Unmeasured) > 0 {
+		lag.Reason += fmt.Sprintf("; partitions %v not measured yet", lag.Unmeasured)
+	}
+	if dec.Level > LevelOK {
+		lag.SuggestedRate = cfg.Rate.Suggest(lag.Capacity, lag.OffsetLag, dec.Level)
+	} else {
+		lag.SuggestedRate = cfg.Rate.Room(lag.Capacity)
+	}
+	lag.Hot, lag.RestLevel = selectHot(measured, dec.Level, cfg.Rate)
+	return lag, dec
+}
+
+// selectHot picks the hot partitions among the measured ones: those
+// whose own level (capped at the topic's level) is above the level of
+// all the others, worst first, as few as that takes, at most MaxHot and
+// at most half the partitions (when more are hot, the topic's level
+// says it all). It returns them with the level of the others, or none.
+func selectHot(parts []PartitionLag, level Level, rc RateConfig) ([]HotPartition, Level) {
+	limit := min(MaxHot, len(parts)/2)
+	if limit == 0 {
+		return nil, LevelOK
+	}
+	sorted := slices.Clone(parts)
+	for i := range sorted {
+		sorted[i].Level = min(sorted[i].Level, level)
+	}
+	sort.SliceStable(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		switch {
+		case a.Level != b.Level:
+			return a.Level > b.Level
+		case a.TimeLag != b.TimeLag:
+			return a.TimeLag > b.TimeLag
+		case a.OffsetLag != b.OffsetLag:
+			return a.OffsetLag > b.OffsetLag
+		}
+		return a.Partition < b.Partition
+	})
+	for rest := LevelOK; rest < sorted[0].Level; rest++ {
+		n := 0
+		for n < len(sorted) && sorted[n].Level > rest {
+			n++
+		}
+		if n > limit {
+			continue
+		}
+		hot := make([]HotPartition, n)
+		for i, p := range sorted[:n] {
+			hot[i] = HotPartition{Partition: p.Partition, Level: p.Level, OffsetLag: p.OffsetLag, TimeLag: p.TimeLag,
+				DrainRate: p.DrainRate, SuggestedRate: rc.Suggest(p.Capacity, p.OffsetLag, p.Level)}
+		}
+		return hot, sorted[n].Level
+	}
+	return nil, LevelOK
+}
+
+// signal returns the signal of lag to hand to the publisher at now.
+func (m *Monitor) signal(lag *TopicLag, now time.Time) Signal {
+	s := Signal{Group: m.cfg.Group, Topic: lag.Topic, Level: lag.Level, OffsetLag: lag.OffsetLag, TimeLag: lag.TimeLag,
+		DrainRate: lag.DrainRate, SuggestedRate: lag.SuggestedRate, Capacity: lag.Capacity,
+		Partitions: lag.Owned, TopicPartitions: lag.TopicPartitions, Paused: lag.Paused,
+		Hot: lag.Hot, RestLevel: lag.RestLevel, UnstableOffsets: lag.UnstableOffsets, LSOStall: lag.LSOStall,
+		Reason: lag.Reason, IssuedAt: now, TTL: m.cfg.TTL}
+	if s.TopicPartitions < s.Partitions {
+		s.TopicPartitions = 0 // not listed yet: unknown rather than wrong
+	}
+	if len(lag.Hot) > 0 {
+		var b strings.Builder
+		for i, h := range lag.Hot {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%d %s %v", h.Partition, h.Level, fmtLag(h.TimeLag))
+		}
+		s.Reason += "; hot partitions: " + b.String()
+	}
+	return s
+}
