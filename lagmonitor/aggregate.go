@@ -40,6 +40,15 @@ type Pressure struct {
 	Seq uint64
 	// Reason is that signal's reason, or "no live signal".
 	Reason string
+	// RestLevel is the level of the records bound for partitions not in
+	// Partitions: the worst, over the signals, of the level each gives
+	// its other partitions ([Signal.RestLevel], or its level if it names
+	// no hot partition). Without hot partitions it is Level.
+	RestLevel Level
+	// Partitions holds the hot partitions the signals name: the level
+	// and rate of the records bound for each. Nil when no signal names
+	// one.
+	Partitions map[int32]PartitionPressure
 	// ExpiresAt is the earliest expiry among the signals counted: the
 	// first moment the aggregate may change without a new signal
 	// arriving, when it must be computed again (an expiring signal can
@@ -50,6 +59,19 @@ type Pressure struct {
 	Groups []GroupPressure
 }
 
+// PartitionPressure is the pressure on the records bound for one hot
+// partition: the worst level among the signals for it (the hot level of
+// the signal that names it, or the rest level of one that does not), and
+// the smallest rate suggested for it (0: none).
+type PartitionPressure struct {
+	Level Level
+	Rate  float64
+	// TimeLag is the largest time lag named for it.
+	TimeLag time.Duration
+	// Group and Instance name the signal that named it hottest.
+	Group, Instance string
+}
+
 // GroupPressure is the pressure of one consumer group on one topic,
 // aggregated over the group's live instances.
 type GroupPressure struct {
@@ -57,14 +79,19 @@ type GroupPressure struct {
 	// Level is the worst level among the group's live instances.
 	Level Level
 	// Rate is the group's suggested rate, in records per second: 0 (no
-	// group rate) when none of its instances suggests a rate; otherwise
-	// the sum, over its live instances, of each instance's suggested
-	// rate, or, for an instance that suggests none, of its measured
-	// drain rate. Each instance suggests a rate for the partitions it
-	// owns, so the group's rate is their sum; an instance that suggests
-	// none (it keeps up, or its capacity is unknown) still handles what
-	// it drains now, and leaving it out would throttle its partitions to
-	// nothing.
+	// group rate) when none of its instances suggests a rate. Each
+	// instance suggests a rate for the partitions it owns. When every
+	// instance says which share of the topic's partitions it owns
+	// ([Signal.Partitions] of TopicPartitions), the group's rate is the
+	// one that gives each suggesting instance its suggested rate for its
+	// share of the records (producers spread records over the
+	// partitions), the smallest of suggested / share: an instance that
+	// falls behind on half the partitions and asks for 100/s holds the
+	// topic to 200/s, whatever the others could take. A group with an
+	// instance of an older release, which does not say, gets the sum over
+	// its instances of each one's suggested rate, or, for an instance
+	// that suggests none, of its drain rate (as older readers compute
+	// it).
 	Rate float64
 	// Instances is the number of live instances counted.
 	Instances int
@@ -157,6 +184,8 @@ func Aggregate(topic string, signals []Signal, now time.Time) Pressure {
 		gp       GroupPressure
 		decider  *Signal
 		suggests bool
+		shares   bool    // every instance says its share of the partitions
+		byShare  float64 // the smallest suggested / share; 0 none
 	}
 	var groups []*groupAcc // in group order
 	var decider *Signal
@@ -165,8 +194,16 @@ func Aggregate(topic string, signals []Signal, now time.Time) Pressure {
 		if n := len(groups); n > 0 && groups[n-1].gp.Group == s.Group {
 			g = groups[n-1]
 		} else {
-			g = &groupAcc{gp: GroupPressure{Group: s.Group, ExpiresAt: s.ExpiresAt()}}
+			g = &groupAcc{gp: GroupPressure{Group: s.Group, ExpiresAt: s.ExpiresAt()}, shares: true}
 			groups = append(groups, g)
+		}
+		share := 0.0
+		if s.Partitions > 0 && s.TopicPartitions >= s.Partitions {
+			share = float64(s.Partitions) / float64(s.TopicPartitions)
+		}
+		g.shares = g.shares && share > 0
+		if r := rateOf(s.SuggestedRate); r > 0 && share > 0 && (g.byShare == 0 || r/share < g.byShare) {
+			g.byShare = r / share
 		}
 		g.gp.Instances++
 		g.gp.OffsetLag += s.OffsetLag
@@ -191,14 +228,18 @@ func Aggregate(topic string, signals []Signal, now time.Time) Pressure {
 
 	p.Groups = make([]GroupPressure, 0, len(groups))
 	for _, g := range groups {
-		if !g.suggests {
+		switch {
+		case !g.suggests:
 			g.gp.Rate = 0
+		case g.shares:
+			g.gp.Rate = g.byShare
 		}
 		g.gp.Level, g.gp.Instance, g.gp.Reason, g.gp.Seq = g.decider.Level, g.decider.Instance, g.decider.Reason, g.decider.Seq
 		p.Groups = append(p.Groups, g.gp)
 	}
 
 	p.Level, p.Group, p.Instance, p.Reason, p.Seq = decider.Level, decider.Group, decider.Instance, decider.Reason, decider.Seq
+	p.RestLevel, p.Partitions = hotOf(counted)
 	for i := range p.Groups {
 		g := &p.Groups[i]
 		if i == 0 || g.ExpiresAt.Before(p.ExpiresAt) {
@@ -209,6 +250,54 @@ func Aggregate(topic string, signals []Signal, now time.Time) Pressure {
 		}
 	}
 	return p
+}
+
+// hotOf aggregates the hot partitions of the signals counted (in name
+// order): the rest level, and each hot partition's level and rate.
+func hotOf(counted []*Signal) (Level, map[int32]PartitionPressure) {
+	rest := LevelOK
+	for _, s := range counted {
+		if len(s.Hot) > 0 {
+			rest = max(rest, s.RestLevel)
+		} else {
+			rest = max(rest, s.Level)
+		}
+	}
+	var parts map[int32]PartitionPressure
+	for _, s := range counted {
+		for _, h := range s.Hot {
+			if parts == nil {
+				parts = make(map[int32]PartitionPressure)
+			}
+			pp, seen := parts[h.Partition]
+			if !seen || h.Level > pp.Level || h.Level == pp.Level && h.TimeLag > pp.TimeLag {
+				pp.Level, pp.Group, pp.Instance = h.Level, s.Group, s.Instance
+			}
+			pp.TimeLag = max(pp.TimeLag, h.TimeLag)
+			if r := rateOf(h.SuggestedRate); r > 0 && (pp.Rate == 0 || r < pp.Rate) {
+				pp.Rate = r
+			}
+			parts[h.Partition] = pp
+		}
+	}
+	for p, pp := range parts {
+		if pp.Level <= rest {
+			delete(parts, p) // no hotter than the rest: nothing apart
+		}
+	}
+	if len(parts) == 0 {
+		parts = nil
+	}
+	return rest, parts
+}
+
+// LevelOf returns the level of the records bound for partition p: its
+// own if it is hot, else RestLevel.
+func (p *Pressure) LevelOf(partition int32) Level {
+	if pp, ok := p.Partitions[partition]; ok {
+		return pp.Level
+	}
+	return p.RestLevel
 }
 
 // PutResult says what [Table.Put] did with a signal.

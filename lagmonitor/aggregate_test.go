@@ -255,3 +255,78 @@ func TestPutResultString(t *testing.T) {
 		}
 	}
 }
+
+// TestAggregateInstanceShares: an instance behind on half the partitions
+// that asks for 100/s holds the topic to 200/s, so that its half receives
+// what it asked for, whatever the other half could take; an instance of an
+// older release, which does not say its share, makes the group fall back
+// to the sum (what older readers compute).
+func TestAggregateInstanceShares(t *testing.T) {
+	a := sig("billing", "a", 1, LevelCritical, 100, 90)
+	a.Partitions, a.TopicPartitions = 6, 12
+	b := sig("billing", "b", 1, LevelOK, 450, 480) // at ok: its room
+	b.Partitions, b.TopicPartitions = 6, 12
+	p := Aggregate("orders", []Signal{a, b}, t0)
+	if p.Rate != 200 || p.Level != LevelCritical {
+		t.Fatalf("rate %v at %v, want 200 (100/s for half the partitions) at critical", p.Rate, p.Level)
+	}
+	// Uneven shares: a owns 3 of 12 at 100/s -> 400/s; b 9 of 12 at 450/s -> 600/s.
+	a.Partitions, b.Partitions = 3, 9
+	if p := Aggregate("orders", []Signal{a, b}, t0); p.Rate != 400 {
+		t.Fatalf("rate %v, want 400", p.Rate)
+	}
+	// b suggests nothing (its capacity unknown): it constrains nothing.
+	b.SuggestedRate = 0
+	if p := Aggregate("orders", []Signal{a, b}, t0); p.Rate != 400 {
+		t.Fatalf("rate %v with b suggesting none, want 400", p.Rate)
+	}
+	// An older b, without a share: the group's rate is the old sum.
+	old := sig("billing", "b", 1, LevelOK, 450, 480)
+	if p := Aggregate("orders", []Signal{a, old}, t0); p.Rate != 550 {
+		t.Fatalf("rate %v with an older instance, want the sum 100 + 450", p.Rate)
+	}
+	// The same signals read by a first-release reader (which ignores the
+	// share fields) give that sum too.
+	for _, s := range []Signal{a, b} {
+		key, value, err := Encode(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		legacy, _, err := DecodeLegacy(key, value)
+		if err != nil || legacy.Partitions != 0 {
+			t.Fatalf("legacy decode: %v %+v", err, legacy)
+		}
+	}
+}
+
+// TestAggregateHotPartitions: records bound for a partition an instance
+// names hot get its level and rate; the others get the worst rest level.
+func TestAggregateHotPartitions(t *testing.T) {
+	a := sig("billing", "a", 1, LevelCritical, 50, 200)
+	a.Hot = []HotPartition{{Partition: 2, Level: LevelCritical, TimeLag: 3 * time.Minute, SuggestedRate: 20},
+		{Partition: 5, Level: LevelHigh, TimeLag: 40 * time.Second}}
+	a.RestLevel = LevelOK
+	b := sig("billing", "b", 1, LevelElevated, 300, 280) // names none: its level is its partitions'
+	audit := sig("audit", "x", 1, LevelHigh, 0, 100)
+	audit.Hot = []HotPartition{{Partition: 2, Level: LevelHigh, TimeLag: time.Minute, SuggestedRate: 10}}
+	audit.RestLevel = LevelOK
+	p := Aggregate("orders", []Signal{a, b, audit}, t0)
+	if p.Level != LevelCritical || p.RestLevel != LevelElevated {
+		t.Fatalf("level %v, rest %v; want critical, elevated (b's)", p.Level, p.RestLevel)
+	}
+	p2, p5 := p.Partitions[2], p.Partitions[5]
+	if p2.Level != LevelCritical || p2.Rate != 10 || p2.Instance != "a" || p2.TimeLag != 3*time.Minute {
+		t.Fatalf("partition 2: %+v; want critical (a's), the smaller rate 10 (audit's)", p2)
+	}
+	if p5.Level != LevelHigh || p5.Rate != 0 {
+		t.Fatalf("partition 5: %+v", p5)
+	}
+	if p.LevelOf(2) != LevelCritical || p.LevelOf(0) != LevelElevated || len(p.Partitions) != 2 {
+		t.Fatalf("LevelOf 2, 0: %v %v; partitions %v", p.LevelOf(2), p.LevelOf(0), p.Partitions)
+	}
+	// A hot partition no hotter than the rest is nothing apart.
+	b.Level = LevelCritical
+	if p := Aggregate("orders", []Signal{a, b}, t0); p.Partitions != nil || p.RestLevel != LevelCritical {
+		t.Fatalf("with the rest at critical: %+v", p)
+	}
+}

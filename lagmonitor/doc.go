@@ -146,10 +146,19 @@
 // A producer obeys the aggregate pressure on the topic it writes to
 // ([Aggregate], [Pressure]), computed from the live signals of every group
 // and instance that consumes it. Per group, the level is the worst of its
-// live instances and the rate the sum of their suggested rates (an
-// instance that suggests none counts with its drain rate; a group none of
-// whose instances suggests a rate has no rate). Across groups, the level
-// is the worst group's and the rate the smallest group rate. Expired or
+// live instances. Its rate gives each instance that suggests one its
+// rate for its share of the records: the smallest suggested rate ×
+// topic_partitions / partitions (an instance behind on half the
+// partitions asking for 100/s holds the topic to 200/s), when every
+// instance says its share; a group with an instance that does not (an
+// older release) gets the sum of the instances' suggested rates (drain
+// rates for those that suggest none), as older readers compute it; a
+// group none of whose instances suggests a rate has no rate. Across
+// groups, the level is the worst group's and the rate the smallest group
+// rate. Records bound for a hot partition ([Pressure.Partitions]) get its
+// own level (the worst named for it) and rate (the smallest); the others
+// get [Pressure.RestLevel], the worst level the signals give to the
+// partitions they do not name. Expired or
 // absent signals mean no pressure (fail-open); [Pressure.ExpiresAt] says
 // when the aggregate must be computed again. A [Table] keeps the latest
 // signal per topic, group and instance as a reader receives them:
