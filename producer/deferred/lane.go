@@ -56,9 +56,15 @@ type Config struct {
 	// KeyOrdered holds the keys that have deferred records: while the
 	// relay has not delivered every deferred record of a key, the
 	// producer defers that key's later records too, instead of letting
-	// them overtake (see the package documentation, "Ordering"). It
-	// costs a follower of the deferred topics and a read of the relay
-	// group's committed offsets every PollInterval.
+	// them overtake (see the package documentation, "Ordering", for the
+	// conditions). It needs the lane's client to partition keyed records
+	// by murmur2 of the key, as kgo's default partitioner does: NewLane
+	// refuses a client with another kgo.RecordPartitioner. A record the
+	// relay diverts (a relay given a router, such as retrytopics) leaves
+	// its key's order: the relay commits past it and the key is released
+	// before it reaches the destination. It costs a follower of the
+	// deferred topics and a read of the relay group's committed offsets
+	// every PollInterval. Default false.
 	KeyOrdered bool
 	// Group is the relay's consumer group (default DefaultGroup): a
 	// key-ordered lane reads its committed offsets to know what the relay
