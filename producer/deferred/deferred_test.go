@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
@@ -36,13 +37,14 @@ func testCtx(t testing.TB) context.Context {
 // env is a kfake cluster with the topic "orders" (3 partitions), a
 // control topic, and a publisher of group billing's signals on orders.
 type env struct {
+	cluster *kfake.Cluster
 	brokers []string
 	pub     *lagmonitor.Publisher
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	_, brokers := testkit.Cluster(t, 3, "orders")
+	c, brokers := testkit.Cluster(t, 3, "orders")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(lagmonitor.Partitioner(ctl, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +57,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{brokers: brokers, pub: pub}
+	return &env{cluster: c, brokers: brokers, pub: pub}
 }
 
 // level publishes group billing's level on orders, live for the test.

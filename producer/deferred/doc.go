@@ -71,15 +71,72 @@
 // records the relay has not delivered, the producer defers that key's
 // later records too (even those of classes it admits; records without a
 // key are never held), so they queue behind, in order, on the same
-// deferred partition. A key is released once the relay's group has
-// committed past its last deferred record. The lane learns which keys
-// are held from its own deferrals and by following the deferred topics
-// (what other producers, or itself before a restart, deferred), from the
-// relay's committed offsets on, and reads what they hold before [Lane.Start]
-// returns. A key-ordered lane therefore also orders records across
-// producers, within the time its follower takes to read a deferral of
-// another producer (a record of the key produced directly in that window
-// can still overtake). The relay keeps each deferred partition's order.
+// deferred partition.
+//
+// A key is held from the moment a record of it is handed to the lane
+// until the relay's group has committed past its last known deferred
+// record in every deferred partition that holds one. The lane knows the
+// records it deferred, and follows the deferred topics for the others
+// (what other producers, or itself before a restart, deferred): from the
+// relay's committed offsets on, reading what they hold before
+// [Lane.Start] returns, and following the partitions added to them later
+// within PollInterval plus the age of the follower's metadata
+// (kgo.MetadataMinAge, 5s by default). Across producers, a key deferred
+// by another one is held once the follower has read it: a record of the
+// key produced directly in that window can still overtake it.
+//
+// What is guaranteed: the records of a key that one key-ordered producer
+// hands over reach the destination in the order it handed them over (at
+// least once: a record delivered again, below, may also appear after
+// later ones), on these conditions:
+//
+//   - Partitioner. The relay keeps each deferred partition's order and
+//     delivers partitions independently, so a key's deferred records must
+//     be in one partition: the lane's client must put a keyed record in
+//     the partition murmur2 of its key picks, as kgo's default partitioner
+//     does (and Kafka's, so that every producer deferring the key puts it
+//     in the same partition). [NewLane] checks the client's partitioner
+//     (kgo.RecordPartitioner) and refuses another. Records written to a
+//     deferred topic by other tools stay where they were written. The
+//     relay produces with its own client's partitioner (kgo's default
+//     unless [RelayConfig].KgoOpts set one): it must agree with the
+//     producer's for a key's relayed and direct records to share a
+//     destination partition, as consumers' order is a partition's.
+//   - The deferred topic's partition count does not change while it
+//     holds records of the key. After a change, the key's later deferred
+//     records go to another partition (murmur2 modulo the new count); the
+//     relay may deliver them before the earlier ones, which wait in the
+//     old partition. The lane still holds the key until every partition
+//     holding one of its records is delivered past it, so records
+//     produced directly come after all of them. Add partitions to a
+//     deferred topic once it is drained ("floodgate deferred status"
+//     shows its backlog).
+//   - No divert. The relay retries a record it cannot produce in place,
+//     holding its partition back: order is kept, and the partition waits.
+//     A relay given a router ([RelayConfig].ConsumerOpts,
+//     consumer.WithRouter; retrytopics) diverts such a record to a retry
+//     tier or the quarantine lane and goes on: the divert is terminal for
+//     its consumer runtime, which commits past the record, and the lane
+//     releases the key although the record has not reached the
+//     destination. The diverted record leaves its key's order: the
+//     records of the key behind it on the deferred partition, and those
+//     produced after the release, reach the destination before it; from a
+//     retry tier it is delivered later; from the quarantine lane only if
+//     it is replayed (dlq.Replay puts it back at the end of its deferred
+//     topic, behind the key's later records), or never. The lane does not
+//     hold the key until the divert is resolved: the relay delivers the
+//     records behind the diverted one meanwhile, so holding would not
+//     keep them behind it, and a quarantined record may never be
+//     resolved. The relay's runtime counts diverts
+//     ([Relay.Runtime]().Stats().Diverted). Give a relay that must keep
+//     key order no router.
+//   - Relay restarts and rebalances lose nothing and keep the hold: a
+//     relay that stops, dies or loses a partition before it committed
+//     delivers the uncommitted records again, so a key's records may
+//     reach the destination twice (k-1 k-2 k-1 k-2); the key stays held
+//     until the commit, so the records of it handed over meanwhile are
+//     deferred behind them. A restarted producer's lane reads the held
+//     keys again before its Start returns.
 //
 // # Malformed input
 //
@@ -91,5 +148,6 @@
 // to its destination is retried in place (the consumer runtime's
 // backoff), holding its partition back; give the relay a router
 // ([RelayConfig].ConsumerOpts, consumer.WithRouter) to quarantine such
-// records instead.
+// records instead (a divert takes the record out of its key's order:
+// see Ordering).
 package deferred

@@ -1,13 +1,20 @@
 package deferred
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // keys tracks, per destination topic, the keys that have deferred
 // records the relay has not yet delivered: a key is held from the moment
 // a record of it is handed to the lane (its produce to the deferred
 // topic in flight) until the relay's group has committed past the last
 // deferred record of it that is known (its own, acknowledged, and those
-// the follower reads, which other producers deferred).
+// the follower reads, which other producers deferred) in every deferred
+// partition that holds one. A key's records are in one partition while
+// the deferred topic's partition count stays as it was (the lane checks
+// that its client partitions by key); they are in several after the
+// count changed, and the key is then held until each is delivered past.
 type keys struct {
 	mu        sync.Mutex
 	byTopic   map[string]map[string]*keyEntry // destination → key → entry
@@ -16,9 +23,14 @@ type keys struct {
 
 // keyEntry is one held key.
 type keyEntry struct {
-	inflight int   // records of the key handed to the lane, not yet acknowledged
-	part     int32 // the deferred partition of its last known record
-	last     int64 // that record's offset; -1 while none is known
+	inflight int       // records of the key handed to the lane, not yet acknowledged
+	last     []partOff // per deferred partition holding a record of it not known delivered, the last one's offset
+}
+
+// partOff is a record's place on a deferred topic.
+type partOff struct {
+	part int32
+	off  int64
 }
 
 func newKeys() *keys {
@@ -41,7 +53,7 @@ func (k *keys) entry(topic string, key []byte) *keyEntry {
 	}
 	e := m[string(key)]
 	if e == nil {
-		e = &keyEntry{last: -1}
+		e = &keyEntry{}
 		m[string(key)] = e
 	}
 	return e
@@ -79,25 +91,28 @@ func (k *keys) seen(topic, deferredTopic string, key []byte, part int32, off int
 	k.pruneLocked(topic, deferredTopic, key, e)
 }
 
+// see notes a record of the key at off in part.
 func (e *keyEntry) see(part int32, off int64) {
-	if e.last < 0 || part != e.part || off > e.last {
-		e.part, e.last = part, off
-	}
-}
-
-// pruneLocked drops e if nothing of its key is in flight and the relay
-// committed past its last record (or none is known and none in flight).
-func (k *keys) pruneLocked(topic, deferredTopic string, key []byte, e *keyEntry) {
-	if e.inflight > 0 {
-		return
-	}
-	if e.last >= 0 {
-		c, ok := k.committed[deferredTopic][e.part]
-		if !ok || c <= e.last {
+	for i := range e.last {
+		if e.last[i].part == part {
+			e.last[i].off = max(e.last[i].off, off)
 			return
 		}
 	}
-	delete(k.byTopic[topic], string(key))
+	e.last = append(e.last, partOff{part, off})
+}
+
+// pruneLocked forgets the partitions of e the relay committed past, and
+// drops e once none is left and nothing of its key is in flight.
+func (k *keys) pruneLocked(topic, deferredTopic string, key []byte, e *keyEntry) {
+	committed := k.committed[deferredTopic]
+	e.last = slices.DeleteFunc(e.last, func(po partOff) bool {
+		c, ok := committed[po.part]
+		return ok && c > po.off
+	})
+	if e.inflight == 0 && len(e.last) == 0 {
+		delete(k.byTopic[topic], string(key))
+	}
 }
 
 // setCommitted records the relay group's committed offsets of

@@ -42,3 +42,41 @@ func TestKeysRelease(t *testing.T) {
 		t.Fatalf("a failed deferral is held: %d", k.count())
 	}
 }
+
+// TestKeysSeveralPartitions: a key whose records sit in several deferred
+// partitions (its partition changed with the topic's partition count, or
+// another producer put it elsewhere) stays held until the relay committed
+// past its last record in every one of them, whatever the order in which
+// they were learnt and committed.
+func TestKeysSeveralPartitions(t *testing.T) {
+	k := newKeys()
+	k.seen("orders", "orders.deferred", []byte("k"), 0, 5)
+	k.seen("orders", "orders.deferred", []byte("k"), 2, 3)
+	k.handing("orders", []byte("k"))
+	k.handed("orders", "orders.deferred", []byte("k"), 2, 4, true)
+	k.seen("orders", "orders.deferred", []byte("k"), 2, 1) // older, on a partition known
+	k.setCommitted("orders", "orders.deferred", map[int32]int64{2: 5})
+	if !k.holds("orders", []byte("k")) {
+		t.Fatal("k released with its record at 0@5 not delivered (partition 2 delivered past its last)")
+	}
+	k.setCommitted("orders", "orders.deferred", map[int32]int64{0: 5})
+	if !k.holds("orders", []byte("k")) {
+		t.Fatal("k released with 0@5 not delivered (committed up to it, not past)")
+	}
+	k.setCommitted("orders", "orders.deferred", map[int32]int64{0: 6})
+	if k.holds("orders", []byte("k")) || k.count() != 0 {
+		t.Fatalf("k held after every partition was delivered past its records: %d held", k.count())
+	}
+
+	// The other order: the partition learnt first is delivered first.
+	k.seen("orders", "orders.deferred", []byte("j"), 1, 7)
+	k.seen("orders", "orders.deferred", []byte("j"), 0, 9)
+	k.setCommitted("orders", "orders.deferred", map[int32]int64{1: 8})
+	if !k.holds("orders", []byte("j")) {
+		t.Fatal("j released with its record at 0@9 not delivered")
+	}
+	k.setCommitted("orders", "orders.deferred", map[int32]int64{0: 10})
+	if k.count() != 0 {
+		t.Fatalf("j held after both partitions were delivered: %d held", k.count())
+	}
+}

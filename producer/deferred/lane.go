@@ -56,9 +56,15 @@ type Config struct {
 	// KeyOrdered holds the keys that have deferred records: while the
 	// relay has not delivered every deferred record of a key, the
 	// producer defers that key's later records too, instead of letting
-	// them overtake (see the package documentation, "Ordering"). It
-	// costs a follower of the deferred topics and a read of the relay
-	// group's committed offsets every PollInterval.
+	// them overtake (see the package documentation, "Ordering", for the
+	// conditions). It needs the lane's client to partition keyed records
+	// by murmur2 of the key, as kgo's default partitioner does: NewLane
+	// refuses a client with another kgo.RecordPartitioner. A record the
+	// relay diverts (a relay given a router, such as retrytopics) leaves
+	// its key's order: the relay commits past it and the key is released
+	// before it reaches the destination. It costs a follower of the
+	// deferred topics and a read of the relay group's committed offsets
+	// every PollInterval. Default false.
 	KeyOrdered bool
 	// Group is the relay's consumer group (default DefaultGroup): a
 	// key-ordered lane reads its committed offsets to know what the relay
@@ -68,7 +74,8 @@ type Config struct {
 	// (key-ordered lanes; default 10s).
 	StartTimeout time.Duration
 	// PollInterval is how often a key-ordered lane reads the relay
-	// group's committed offsets (default 500ms).
+	// group's committed offsets, while it holds keys, and looks for
+	// partitions added to the deferred topics (default 500ms).
 	PollInterval time.Duration
 	// Partitions and ReplicationFactor are those of the deferred topics
 	// Start creates when missing: by default the destination's partition
@@ -162,7 +169,11 @@ const (
 
 // NewLane returns a lane that produces deferred records through cl (the
 // producer's client: [producer.Producer.Client]). It does no I/O until
-// Start.
+// Start. A key-ordered lane needs cl to put a key's records in the
+// partition murmur2 of the key picks (kgo's default partitioner does; see
+// [Config].KeyOrdered): NewLane checks cl's partitioner, and refuses
+// another with an [ErrInvalidConfig] naming KeyOrdered and
+// kgo.RecordPartitioner.
 func NewLane(cl *kgo.Client, cfg Config) (*Lane, error) {
 	if cl == nil {
 		return nil, configErr("client", "is nil")
@@ -176,6 +187,13 @@ func NewLane(cl *kgo.Client, cfg Config) (*Lane, error) {
 		l.dest[t] = t + cfg.Suffix
 	}
 	if cfg.KeyOrdered {
+		deferredTopics := make([]string, 0, len(cfg.Topics))
+		for _, t := range cfg.Topics {
+			deferredTopics = append(deferredTopics, l.dest[t])
+		}
+		if err := checkKeyPartitioner(cl, deferredTopics); err != nil {
+			return nil, err
+		}
 		l.keys = newKeys()
 	}
 	return l, nil
@@ -402,7 +420,8 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 		return fmt.Errorf("deferred: listing the deferred topics' start offsets: %w", err)
 	}
 	from := make(map[string]map[int32]kgo.Offset)
-	want := make(map[string]map[int32]int64) // what the follower must reach
+	want := make(map[string]map[int32]int64)    // what the follower must reach
+	followed := make(map[string]map[int32]bool) // the partitions it follows, for the poll loop
 	ends.Each(func(o kadm.ListedOffset) {
 		start := committed[o.Topic][o.Partition]
 		if s, ok := starts.Lookup(o.Topic, o.Partition); ok && s.Offset > start {
@@ -411,7 +430,10 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 		if from[o.Topic] == nil {
 			from[o.Topic], want[o.Topic] = make(map[int32]kgo.Offset), make(map[int32]int64)
 		}
-		from[o.Topic][o.Partition] = kgo.NewOffset().At(start)
+		if followed[o.Topic] == nil {
+			followed[o.Topic] = make(map[int32]bool)
+		}
+		from[o.Topic][o.Partition], followed[o.Topic][o.Partition] = kgo.NewOffset().At(start), true
 		if o.Offset > start {
 			want[o.Topic][o.Partition] = o.Offset
 		}
@@ -437,7 +459,7 @@ func (l *Lane) startFollowing(ctx context.Context) error {
 	l.mu.Unlock()
 	reached := make(chan struct{})
 	go l.followLoop(lctx, follow, want, reached)
-	go l.pollLoop(lctx, adm)
+	go l.pollLoop(lctx, adm, follow, followed)
 	select {
 	case <-reached:
 		return nil
@@ -515,9 +537,10 @@ func (l *Lane) followLoop(ctx context.Context, cl *kgo.Client, want map[string]m
 	}
 }
 
-// pollLoop reads the relay's committed offsets every PollInterval while
-// keys are held, releasing those it passes.
-func (l *Lane) pollLoop(ctx context.Context, adm *kadm.Client) {
+// pollLoop, every PollInterval, reads the relay's committed offsets while
+// keys are held, releasing those it passes, and has the follower follow
+// the partitions added to the deferred topics since it started.
+func (l *Lane) pollLoop(ctx context.Context, adm *kadm.Client, follow *kgo.Client, followed map[string]map[int32]bool) {
 	defer l.loops.Done()
 	tick := time.NewTicker(l.cfg.PollInterval)
 	defer tick.Stop()
@@ -527,18 +550,63 @@ func (l *Lane) pollLoop(ctx context.Context, adm *kadm.Client) {
 			return
 		case <-tick.C:
 		}
-		if l.keys.count() == 0 {
-			continue
-		}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := l.readCommitted(rctx, adm)
-		cancel()
+		err := l.followNew(rctx, follow, followed)
 		if err != nil && ctx.Err() == nil {
 			l.followErrs.Add(1)
-			err = fmt.Errorf("deferred: reading the relay group %q's committed offsets: %w", l.cfg.Group, err)
+			err = fmt.Errorf("deferred: listing the deferred topics' partitions: %w", err)
 			l.lastErr.Store(&err)
 		}
+		if l.keys.count() > 0 {
+			_, err = l.readCommitted(rctx, adm)
+			if err != nil && ctx.Err() == nil {
+				l.followErrs.Add(1)
+				err = fmt.Errorf("deferred: reading the relay group %q's committed offsets: %w", l.cfg.Group, err)
+				l.lastErr.Store(&err)
+			}
+		}
+		cancel()
 	}
+}
+
+// followNew has follow follow, from their start, the partitions of the
+// deferred topics that are not in followed (added to a topic since the
+// follower started; a key deferred on one must be held as on any other),
+// and adds them to followed. It lists the partitions from the follower's
+// cached metadata, which it refreshes at most every kgo.MetadataMinAge
+// (5s by default).
+func (l *Lane) followNew(ctx context.Context, follow *kgo.Client, followed map[string]map[int32]bool) error {
+	deferredTopics := make([]string, 0, len(l.dest))
+	for _, t := range l.cfg.Topics {
+		deferredTopics = append(deferredTopics, l.dest[t])
+	}
+	md, err := kadm.NewClient(follow).ListTopics(ctx, deferredTopics...)
+	if err != nil {
+		return err
+	}
+	added := make(map[string]map[int32]kgo.Offset)
+	for _, dt := range deferredTopics {
+		d, ok := md[dt]
+		if !ok || d.Err != nil {
+			continue // deleted or not served for a moment: the topic's own errors show in the follower's fetches
+		}
+		for p := range d.Partitions {
+			if followed[dt][p] {
+				continue
+			}
+			if added[dt] == nil {
+				added[dt] = make(map[int32]kgo.Offset)
+			}
+			if followed[dt] == nil {
+				followed[dt] = make(map[int32]bool)
+			}
+			added[dt][p], followed[dt][p] = kgo.NewOffset().AtStart(), true
+		}
+	}
+	if len(added) > 0 {
+		follow.AddConsumePartitions(added)
+	}
+	return nil
 }
 
 var _ producer.KeyHolder = (*Lane)(nil)

@@ -64,7 +64,9 @@ type RelayConfig struct {
 	Verifier *lagmonitor.Verifier
 	// ConsumerOpts are more options of the relay's consumer runtime, for
 	// example consumer.WithRouter to quarantine records that cannot be
-	// produced to their destination, or consumer.WithHooks. With a
+	// produced to their destination (a record diverted so leaves its
+	// key's order, and a key-ordered lane releases its key: see the
+	// package documentation, "Ordering"), or consumer.WithHooks. With a
 	// retrytopics router that has tiers, add its Opts (which subscribe
 	// the runtime to the tiers): a record relayed from a tier goes to the
 	// destination of the deferred topic it failed on, without the tier's
