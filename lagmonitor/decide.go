@@ -16,6 +16,7 @@ type topicMonitor struct {
 	level    *LevelMachine
 	seeded   bool // the level machine has had its first measure
 	drain    DrainMeter
+	fast     RateMeter // records handled, over CapacityRateTau: the capacity's measure
 	capacity CapacityEstimator
 	last     TopicLag
 	seen     time.Time // when the topic was first found assigned
@@ -63,7 +64,7 @@ func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag
 	// A consumer that keeps up drains exactly what arrives: its drain
 	// rate is its capacity only while a backlog waits on it.
 	saturated := lag.OffsetLag > 0 && (windowFull || cfg.Thresholds.Saturated(lag.TimeLag, lag.OffsetLag))
-	tm.capacity.Observe(now, rates.Handled, saturated)
+	tm.capacity.Observe(now, tm.fast.Observe(now, handled), saturated)
 	lag.Capacity = tm.capacity.Capacity(now)
 	var dec Decision
 	if tm.seeded {
@@ -78,10 +79,22 @@ func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag
 	if dec.Level > LevelOK {
 		lag.SuggestedRate = cfg.Rate.Suggest(lag.Capacity, lag.OffsetLag, dec.Level)
 	} else {
-		lag.SuggestedRate = cfg.Rate.Room(lag.Capacity)
+		lag.SuggestedRate = tm.room(now, &lag, cfg)
 	}
 	lag.Hot, lag.RestLevel = selectHot(measured, dec.Level, cfg.Rate)
 	return lag, dec
+}
+
+// room returns the rate an ok signal suggests: Ceiling × the capacity
+// ([RateConfig.Room]); or, while the consumer is caught up and its
+// capacity was last measured ProbeAfter ago or more, ProbeFactor × its
+// drain rate if more (see [ProbeFactor]).
+func (tm *topicMonitor) room(now time.Time, lag *TopicLag, cfg *Config) float64 {
+	room := cfg.Rate.Room(lag.Capacity)
+	if cfg.Thresholds.CaughtUp(lag.TimeLag, lag.OffsetLag) && now.Sub(tm.capacity.MeasuredAt()) >= ProbeAfter {
+		room = max(room, ProbeFactor*lag.DrainRate)
+	}
+	return room
 }
 
 // selectHot picks the hot partitions among the measured ones: those

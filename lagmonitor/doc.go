@@ -55,7 +55,7 @@
 // listed (without a commit, the start offset the client's
 // kgo.ConsumeStartOffset gives, listed).
 //
-// The history of a partition's end takes a fixed 2.75 KiB whatever the
+// The history of a partition's end takes a fixed 2.6 KiB whatever the
 // lag and however often the end is observed (fetches, listings every
 // 100ms): its points are kept at a resolution that coarsens with age, so
 // that a paused partition's time lag is estimated within max(2s, age/50)
@@ -129,9 +129,15 @@
 // when the backlog is gone or the capacity is unknown. At ok the signal
 // suggests the room, [RateConfig.Room]: Ceiling × capacity, so that
 // producers recovering from pressure, and a relay of deferred work, climb
-// back to a little under what the consumer drains rather than past it (0
-// while the capacity is unknown: the drain rate is then a lower bound of
-// the room). The signal carries the capacity itself too.
+// back to a little under what the consumer drains rather than past it.
+// The capacity is measured from a drain rate smoothed over
+// [CapacityRateTau] (2s), the highest of each saturated stretch. While
+// the consumer is caught up and its capacity was last measured
+// [ProbeAfter] (1m) ago or more, or never, the room is at least
+// [ProbeFactor] (1.2) × the drain rate: the capacity is then a lower
+// bound, and whoever fills the room offers a little more until the
+// consumer saturates and is measured again. The signal carries the
+// capacity itself too.
 //
 // # Trends
 //

@@ -34,8 +34,8 @@ type endPoint struct {
 }
 
 const (
-	// historyCap bounds the points kept: 2.75 KiB per partition.
-	historyCap = 176
+	// historyCap bounds the points kept: 2.6 KiB per partition.
+	historyCap = 168
 	// historyMinGap is the finest resolution kept: observations closer
 	// together than it (listings every 100ms, fetches) are merged.
 	historyMinGap = 2 * time.Second

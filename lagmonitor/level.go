@@ -198,6 +198,18 @@ func (t Thresholds) Saturated(timeLag time.Duration, offsetLag int64) bool {
 	return (m.TimeLag > 0 && timeLag >= m.TimeLag/2) || (m.OffsetLag > 0 && offsetLag >= (m.OffsetLag+1)/2)
 }
 
+// CaughtUp reports whether the lags are at or below a tenth of every
+// entry mark of the lowest level that is on: nothing waits to speak of.
+// Negative lags count as zero.
+func (t Thresholds) CaughtUp(timeLag time.Duration, offsetLag int64) bool {
+	low := LevelElevated
+	for low < LevelCritical && !t.mark(low).on() {
+		low++
+	}
+	m := t.mark(low)
+	return (m.TimeLag == 0 || timeLag <= m.TimeLag/10) && (m.OffsetLag == 0 || offsetLag <= m.OffsetLag/10)
+}
+
 func (t *Thresholds) reaches(l Level, timeLag time.Duration, offsetLag int64) bool {
 	m := t.mark(l)
 	return (m.TimeLag > 0 && timeLag >= m.TimeLag) || (m.OffsetLag > 0 && offsetLag >= m.OffsetLag)

@@ -30,6 +30,7 @@ type partMonitor struct {
 	level    *LevelMachine
 	seeded   bool // the level machine has had its first measure
 	drain    DrainMeter
+	fast     RateMeter // records handled, over CapacityRateTau
 	capacity CapacityEstimator
 	lso      int64     // the last stable offset seen with records above it
 	lsoSince time.Time // since when it has not moved
@@ -144,7 +145,7 @@ func (pm *partMonitor) rate(l *PartitionLag, now time.Time, c *measureCfg) {
 	rates := pm.drain.Observe(now, l.Completed-l.Diverted, l.Diverted)
 	windowFull := l.Paused.Has(partition.WindowFull) || l.Paused.Has(partition.Memory)
 	saturated := l.OffsetLag > 0 && (windowFull || c.thresholds.Saturated(l.TimeLag, l.OffsetLag))
-	pm.capacity.Observe(now, rates.Handled, saturated)
+	pm.capacity.Observe(now, pm.fast.Observe(now, l.Completed-l.Diverted), saturated)
 	l.DrainRate, l.Capacity = rates.Handled, pm.capacity.Capacity(now)
 	var d Decision
 	if pm.seeded {

@@ -155,19 +155,20 @@ const DefaultCapacityHold = 5 * time.Minute
 // what arrives, so its drain rate says nothing of its capacity; only while
 // records wait for it (a backlog) is its drain rate its capacity. The
 // estimator therefore takes the drain rate as the capacity only from
-// observations made while saturated, and otherwise holds the last such
-// value for Hold, after which the capacity is unknown (0).
+// observations made while saturated: the highest rate of each saturated
+// stretch (a rate smoothed over a few seconds rises toward the capacity
+// as a backlog is worked off, and a stretch may begin with the consumer
+// held up), replacing the estimate of the stretch before. Between
+// stretches it holds the estimate for Hold, renewed while the consumer
+// drains at least [CapacityRefresh] of it, and raised to a drain rate
+// above it; past the hold the capacity is unknown (0).
 //
 // What "saturated" means is the caller's to say; a sound choice is: the
-// level is above ok (records have waited at least the elevated mark) or a
-// partition's in-flight window is full. Feed it the handled rate
+// lags at half the lowest level's entry marks ([Thresholds.Saturated]),
+// or a partition's in-flight window full. Feed it the handled rate
 // ([DrainRates.Handled]), not the diverted one: diverted records are not
-// work done.
-//
-// The drain rate is smoothed ([RateMeter]), so for about Tau after the
-// consumer saturates it still shows part of the slower, unsaturated rate
-// and the capacity reads low: producers are then slowed a little more
-// than needed, never less.
+// work done; and a rate smoothed over a few seconds rather than a
+// publishing interval, so that a short catch-up shows.
 //
 // The zero value is ready to use with [DefaultCapacityHold]. Pure and not
 // safe for concurrent use.
@@ -176,9 +177,11 @@ type CapacityEstimator struct {
 	// observation. Zero or negative means DefaultCapacityHold.
 	Hold time.Duration
 
-	value float64
-	at    time.Time
-	set   bool
+	value    float64
+	at       time.Time // the last saturated observation, or renewal
+	measured time.Time // the last saturated observation
+	set      bool
+	stretch  bool // the last observation was saturated
 }
 
 // NewCapacityEstimator returns an estimator whose estimate holds for hold
@@ -187,6 +190,23 @@ func NewCapacityEstimator(hold time.Duration) CapacityEstimator {
 	return CapacityEstimator{Hold: hold}
 }
 
+// CapacityRateTau is the time constant of the drain rate a monitor feeds
+// its [CapacityEstimator]s: short, so that the rate reaches the capacity
+// within a catch-up of a few seconds.
+const CapacityRateTau = 2 * time.Second
+
+// Probing: a monitor whose consumer is caught up (its lags under a tenth
+// of the lowest level's marks) and whose capacity was last measured
+// ProbeAfter ago or more (or never) suggests at ok ProbeFactor × its
+// drain rate if that exceeds the room its capacity gives: the capacity is
+// then a lower bound, perhaps stale, and producers held at the room (and
+// a relay of deferred work) may offer a little more, until the consumer
+// saturates and its capacity is measured again.
+const (
+	ProbeAfter  = time.Minute
+	ProbeFactor = 1.2
+)
+
 // CapacityRefresh is the fraction of a [CapacityEstimator]'s estimate at
 // or above which an unsaturated drain rate keeps the estimate alive: a
 // consumer that producers hold just under its capacity (the room its
@@ -194,28 +214,36 @@ func NewCapacityEstimator(hold time.Duration) CapacityEstimator {
 // capacity is still what it was.
 const CapacityRefresh = 0.8
 
-// Observe records the smoothed drain rate at now and whether the consumer
-// was saturated then. A saturated observation replaces the estimate (a
-// drain rate of 0, negative or not finite makes it unknown: a consumer
-// stuck behind a backlog has no capacity to speak of). An unsaturated one
-// raises a live estimate the drain rate exceeds (the consumer drains that
-// much, so it can), and renews one it reaches [CapacityRefresh] of;
-// otherwise it changes nothing.
+// Observe records the drain rate at now and whether the consumer was
+// saturated then. A saturated observation sets the estimate to the
+// highest drain rate of the saturated stretch it belongs to (a drain
+// rate of 0, negative or not finite counts as 0: a consumer stuck behind
+// a backlog has no capacity to speak of). An unsaturated one raises a
+// live estimate the drain rate exceeds (the consumer drains that much, so
+// it can), and renews one it reaches [CapacityRefresh] of; otherwise it
+// changes nothing.
 func (c *CapacityEstimator) Observe(now time.Time, drainRate float64, saturated bool) {
 	if !(drainRate > 0) || math.IsInf(drainRate, 1) {
 		drainRate = 0
 	}
 	switch {
+	case saturated && c.stretch:
+		c.value, c.at, c.measured = max(c.value, drainRate), now, now
 	case saturated:
-		c.value, c.at, c.set = drainRate, now, true
+		c.value, c.at, c.measured, c.set = drainRate, now, now, true
 	case c.Capacity(now) > 0 && drainRate >= CapacityRefresh*c.value:
 		c.value, c.at = max(c.value, drainRate), now
 	}
+	c.stretch = saturated
 }
+
+// MeasuredAt returns when the consumer was last observed saturated (the
+// zero time if never): how fresh the estimate is, renewals aside.
+func (c *CapacityEstimator) MeasuredAt() time.Time { return c.measured }
 
 // Capacity returns the estimated capacity in records per second as of
 // now, or 0 when unknown: never measured while saturated, measured as 0,
-// or last measured more than Hold before now.
+// or last measured (or renewed) more than Hold before now.
 func (c *CapacityEstimator) Capacity(now time.Time) float64 {
 	hold := c.Hold
 	if hold <= 0 {

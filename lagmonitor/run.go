@@ -327,7 +327,7 @@ func (m *Monitor) part(k partKey) *partMonitor {
 	if pm == nil {
 		w, _ := NewTrendWindow(DefaultTrendConfig()) // checked in New
 		lm, _ := NewLevelMachine(m.cfg.Thresholds)   // checked in New
-		pm = &partMonitor{trend: w, level: lm, lso: -1}
+		pm = &partMonitor{trend: w, level: lm, lso: -1, fast: NewRateMeter(CapacityRateTau)}
 		m.parts[k] = pm
 	}
 	return pm
@@ -337,7 +337,7 @@ func (m *Monitor) topic(t string, now time.Time) *topicMonitor {
 	tm := m.topics[t]
 	if tm == nil {
 		lm, _ := NewLevelMachine(m.cfg.Thresholds) // checked in New
-		tm = &topicMonitor{level: lm, drain: NewDrainMeter(0), capacity: NewCapacityEstimator(0), seen: now}
+		tm = &topicMonitor{level: lm, drain: NewDrainMeter(0), fast: NewRateMeter(CapacityRateTau), capacity: NewCapacityEstimator(0), seen: now}
 		m.topics[t] = tm
 	}
 	return tm

@@ -333,3 +333,43 @@ func TestPartMonitorSize(t *testing.T) {
 	}
 	_ = partition.WindowFull
 }
+
+// TestMonitorProbesRoom: a consumer that keeps up and whose capacity is
+// unknown (never saturated) suggests at ok a little more than it drains,
+// so that producers and relays held at the room may find out more; one
+// whose capacity was measured within ProbeAfter suggests the room alone.
+func TestMonitorProbesRoom(t *testing.T) {
+	m := stepMonitor(t, Config{})
+	var s Signal
+	for i := range 30 {
+		now := lagT0.Add(time.Duration(i) * time.Second)
+		p := caughtUp(0, int64(30*i), now, uint64(30*i))
+		if it, ok := stepAt(m, now, p)["orders"]; ok {
+			s = it.sig
+		}
+	}
+	if s.Level != LevelOK || s.Capacity != 0 || !near(s.SuggestedRate, ProbeFactor*30) {
+		t.Fatalf("caught up at 30/s, capacity unknown: level %v, capacity %.1f, suggested %.1f; want ok, 0, %.1f", s.Level, s.Capacity, s.SuggestedRate, ProbeFactor*30)
+	}
+	// A backlog of 500 arrives; the consumer works it off at its
+	// capacity of 50/s (saturated: 4s behind) while 30/s keep arriving,
+	// then keeps up again.
+	base := lagT0.Add(30 * time.Second)
+	next, end := int64(870), int64(1370)
+	for i := range 60 {
+		now := base.Add(time.Duration(i) * time.Second)
+		end += 30
+		next = min(end, next+50)
+		p := caughtUp(0, end, now, uint64(next))
+		if next < end {
+			p = held(0, next, end, time.Duration(end-next)*time.Second/30, now)
+			p.Completed = uint64(next)
+		}
+		if it, ok := stepAt(m, now, p)["orders"]; ok {
+			s = it.sig
+		}
+	}
+	if s.Level != LevelOK || s.Capacity < 45 || s.Capacity > 55 || !near(s.SuggestedRate, 0.9*s.Capacity) {
+		t.Fatalf("caught up after a saturated stretch at 50/s: capacity %.1f, suggested %.1f; want about 50, and 0.9 of it", s.Capacity, s.SuggestedRate)
+	}
+}

@@ -36,6 +36,18 @@ const (
 	// significantChange is the relative change of a class's rate that
 	// wakes the records waiting for it.
 	significantChange = 0.1
+	// corrTaus is the time constant of the share correction, in rate
+	// time constants (tau): slower than the rates it reads, so that it
+	// corrects what persists, not what the meters lag behind.
+	corrTaus = 3
+	// minCorr bounds the share correction from below: producers that
+	// others (plain ones, say) hold above the rate alone keep a tenth of
+	// their share rather than nothing.
+	minCorr = 0.1
+	// capRelease is the fraction of the room under which the demand must
+	// fall for a recovery held at the room to end: a little below it,
+	// so that a demand hovering at the room does not flip the limit.
+	capRelease = 0.9
 )
 
 // mode is a topic's admission regime.
@@ -44,7 +56,7 @@ type mode int8
 const (
 	modeFree       mode = iota // no live signal above ok, no recovery: every record admitted
 	modePressured              // a live signal above ok: the policy's row for its level
-	modeRecovering             // back to ok from pressure: limits ramping up to the demand
+	modeRecovering             // back to ok from pressure: limits ramping up to the demand, or to the room
 )
 
 // topicCtl is the admission state of one followed topic: the pressure it
@@ -62,7 +74,8 @@ type topicCtl struct {
 	rampAt     time.Time // when the recovery began
 	computedAt time.Time // when the actions and rates were last computed
 	rampFrom   []float64 // per rank: the class's rate when the recovery began; -1: admitted, not ramped
-	progress   float64   // the ramp's progress at computedAt, in [0, 1)
+	progress   float64   // the ramp's progress at computedAt, in [0, 1]
+	capped     bool      // the ramp is over and holds at the room: the demand exceeds it
 
 	actions []Action        // per rank: the action in force
 	allow   []float64       // per rank: the rate of a Limit class, records/s; 0: none
@@ -70,6 +83,12 @@ type topicCtl struct {
 	base    []float64       // per rank: the demand a no-rate limit is a fraction of, frozen when taken
 	noRate  bool            // the Limit rates come from base (no suggested rate)
 	share   float64         // this producer's share of the topic's incoming rate, in [minShare, 1]
+	// corr scales the share, in [minCorr, 1]: it follows the rate the
+	// limits share over the topic's incoming rate, so that many
+	// producers each held at the MinShare floor do not together exceed
+	// the rate (see correct).
+	corr   float64
+	corrAt time.Time // when corr was last moved
 
 	own      lagmonitor.RateMeter   // records this producer had acknowledged on the topic
 	incoming lagmonitor.RateMeter   // records appended to the topic (its end offsets, summed)
@@ -86,6 +105,7 @@ func newTopicCtl(cfg *ctlConfig) *topicCtl {
 		lim:      make([]*rate.Limiter, n),
 		base:     make([]float64, n),
 		share:    1,
+		corr:     1,
 		own:      lagmonitor.NewRateMeter(cfg.tau),
 		incoming: lagmonitor.NewRateMeter(cfg.tau),
 		demand:   make([]lagmonitor.RateMeter, n),
@@ -110,8 +130,44 @@ func (t *topicCtl) observe(now time.Time, end int64, endOK bool, acked uint64, o
 	if endOK {
 		t.incoming.Observe(now, uint64(max(end, 0)))
 		t.own.Observe(now, acked)
+		t.correct(now)
 	}
 	return t.recompute(now)
+}
+
+// correct moves the share correction at now. Each producer takes its
+// share of the rate the limits share (a suggested rate under pressure,
+// the room while a recovery holds at it), but at least MinShare of it:
+// more than 1/MinShare producers together would take more than the rate.
+// None of them knows the others, but each sees the topic's incoming rate:
+// while it exceeds the rate, every producer scales its limits by corr,
+// which moves toward rate/incoming with time constant corrTaus × tau,
+// and back toward 1 while the topic receives less. At equilibrium the
+// topic receives the rate, however many producers share it.
+func (t *topicCtl) correct(now time.Time) {
+	dt := now.Sub(t.corrAt)
+	t.corrAt = now
+	r, in := t.limitRate(), t.incoming.Rate()
+	if !(r > 0) || !(in > 0) || dt <= 0 || !t.incoming.Known() {
+		return
+	}
+	x := math.Pow(r/in, dt.Seconds()/(corrTaus*t.cfg.tau.Seconds()))
+	t.corr = min(max(t.corr*x, minCorr), 1)
+}
+
+// limitRate returns the rate the topic's limits share now: the suggested
+// rate under pressure, the room while a recovery ramps or holds at it; 0
+// when no rate limits the topic.
+func (t *topicCtl) limitRate() float64 {
+	switch {
+	case !t.live:
+		return 0
+	case t.mode == modePressured && !t.noRate:
+		return t.p.Rate
+	case t.mode == modeRecovering:
+		return t.p.Rate // at ok, the room; 0 if unknown
+	}
+	return 0
 }
 
 // setPressure makes p, read at now, the pressure the topic obeys, and
@@ -217,7 +273,7 @@ func (t *topicCtl) shareNow() float64 {
 }
 
 func (t *topicCtl) free() {
-	t.mode, t.noRate, t.progress = modeFree, false, 0
+	t.mode, t.noRate, t.progress, t.capped, t.corr = modeFree, false, 0, false, 1
 	for i := range t.actions {
 		t.actions[i], t.allow[i], t.base[i] = Admit, 0, 0
 	}
@@ -234,7 +290,7 @@ func (t *topicCtl) pressured(level lagmonitor.Level) {
 	if suggested := t.p.Rate; suggested > 0 {
 		t.noRate = false
 		clear(t.base)
-		t.split(suggested * t.share)
+		t.split(suggested*t.share*t.corr, t.allow)
 		return
 	}
 	t.noRate = true
@@ -250,11 +306,11 @@ func (t *topicCtl) pressured(level lagmonitor.Level) {
 	}
 }
 
-// split gives total (records/s) to the classes, most important first:
-// an admitted class's demand is reserved; a limited class gets its demand
-// times the headroom, or what is left if less; the least important
-// limited class gets all that is left.
-func (t *topicCtl) split(total float64) {
+// split gives total (records/s) to the classes, by their actions, most
+// important first, into allow: an admitted class's demand is reserved; a
+// limited class gets its demand times the headroom, or what is left if
+// less; the least important limited class gets all that is left.
+func (t *topicCtl) split(total float64, allow []float64) {
 	last := -1
 	for r, a := range t.actions {
 		if a == Limit {
@@ -271,7 +327,7 @@ func (t *topicCtl) split(total float64) {
 			if r != last {
 				give = min(left, t.demand[r].Rate()*t.cfg.headroom)
 			}
-			t.allow[r] = give
+			allow[r] = give
 			left -= give
 		}
 		left = max(left, 0)
@@ -296,30 +352,65 @@ func (t *topicCtl) beginRecovery(now time.Time) {
 }
 
 // recover sets the ramp's rates at now: each ramped class's rate rises
-// linearly from where it began to the class's demand now, over Ramp;
-// then every limit lifts.
+// linearly, over Ramp, from where it began to its target: its part of the
+// room (the rate an ok signal suggests: a little under the consumers'
+// capacity), split as under pressure, or its demand when the room is
+// unknown. Once the ramp is over every limit lifts, unless the demand
+// exceeds the room: the limits then hold at the room (capped) until the
+// demand falls under capRelease of it, so that a demand the consumers
+// cannot take does not climb back to overload them at ok, cycle after
+// cycle.
 func (t *topicCtl) recover(now time.Time) {
-	progress := max(float64(now.Sub(t.rampAt))/float64(t.cfg.ramp), 0)
-	if progress >= 1 {
-		t.free()
-		return
-	}
-	t.progress, t.noRate = progress, false
+	progress := min(max(float64(now.Sub(t.rampAt))/float64(t.cfg.ramp), 0), 1)
+	t.noRate = false
 	ramped := false
 	for r := range t.actions {
-		t.allow[r] = 0
-		from := t.rampFrom[r]
-		if from < 0 {
-			t.actions[r] = Admit
-			continue
+		t.actions[r] = Admit
+		if t.rampFrom[r] >= 0 {
+			t.actions[r], ramped = Limit, true
 		}
-		ramped = true
-		t.actions[r] = Limit
-		t.allow[r] = max(from, from+(t.demand[r].Rate()-from)*progress)
 	}
 	if !ramped {
 		t.free()
+		return
 	}
+	room := t.p.Rate * t.share * t.corr
+	target := make([]float64, len(t.actions))
+	if room > 0 {
+		t.split(room, target)
+	} else {
+		for r := range target {
+			target[r] = t.demand[r].Rate()
+		}
+	}
+	if progress >= 1 && !t.holdAtRoom(room) {
+		t.free()
+		return
+	}
+	t.progress, t.capped = progress, progress >= 1
+	for r := range t.actions {
+		t.allow[r] = 0
+		if from := t.rampFrom[r]; from >= 0 {
+			t.allow[r] = max(from+(target[r]-from)*progress, 0)
+		}
+	}
+}
+
+// holdAtRoom reports whether a recovery whose ramp is over holds its
+// limits at room (records/s, 0 unknown): while the demand exceeds it,
+// and, once held, until the demand falls under capRelease of it.
+func (t *topicCtl) holdAtRoom(room float64) bool {
+	if !(room > 0) {
+		return false
+	}
+	demand := 0.0
+	for r := range t.demand {
+		demand += t.demand[r].Rate()
+	}
+	if t.capped {
+		return demand > capRelease*room
+	}
+	return demand > room
 }
 
 func (t *topicCtl) setLimiters(now time.Time) {
@@ -366,12 +457,16 @@ func (t *topicCtl) reason(rank int, class priority.Class, a Action) string {
 	}
 	var how string
 	switch {
+	case t.mode == modeRecovering && t.capped:
+		how = fmt.Sprintf("recovered, held at the room of %s/s the consumers suggest while the demand exceeds it", fmtRate(t.p.Rate*t.share*t.corr))
+	case t.mode == modeRecovering && t.p.Rate > 0:
+		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate under pressure to its part of the room of %s/s", 100*t.progress, fmtRate(t.p.Rate*t.share*t.corr))
 	case t.mode == modeRecovering:
 		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate under pressure to its demand of %s/s", 100*t.progress, fmtRate(t.demand[rank].Rate()))
 	case t.noRate:
 		how = fmt.Sprintf("no suggested rate: %.0f%% of its demand of %s/s when the limit began", 100*t.cfg.noRate[lvl], fmtRate(t.base[rank]))
 	default:
-		how = fmt.Sprintf("a share of %.3g of the suggested %s/s, more important classes served first", t.share, fmtRate(t.p.Rate))
+		how = fmt.Sprintf("a share of %.3g of the suggested %s/s, more important classes served first", t.share*t.corr, fmtRate(t.p.Rate))
 	}
 	if r := t.allow[rank]; r > 0 {
 		return fmt.Sprintf("class %s is limited to %s/s at level %s (%s)", class, fmtRate(r), lvl, how)
