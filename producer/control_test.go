@@ -2,6 +2,7 @@ package producer
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -339,4 +340,105 @@ func TestSharedRateConverges(t *testing.T) {
 			t.Errorf("producer %d alone took %.1f/s of the %v/s", k, r, suggested)
 		}
 	}
+}
+
+// TestRecoveryHoldsAtRoom: back at ok with a signal that says what room
+// there is (the rate an ok signal suggests), the ramp climbs to the
+// classes' parts of the room, not to their demand, and holds there while
+// the demand exceeds it, so that a demand the consumers cannot take does
+// not overload them again at ok; once the demand falls under 0.9 of the
+// room, every limit lifts.
+func TestRecoveryHoldsAtRoom(t *testing.T) {
+	ctl := newTopicCtl(testCtlConfig(DefaultPolicy(priority.Default)))
+	f := newFeed(ctl)
+	demand := []float64{30, 150, 120} // 300/s offered
+	f.run(10, demand, 100, 100)       // share 1
+	ctl.setPressure(pressure(lvHigh, 100, f.now), f.now)
+	ok := pressure(lvOK, 200, f.now) // room: 200/s
+	ok.Seq = 8
+	ctl.setPressure(ok, f.now)
+	// Half way: normal from 70 toward 150 × 1.2 capped by what is left
+	// (200 − 30 = 170: 170), bulk from 0 toward 0 (nothing left).
+	f.run(15, demand, 100, 100)
+	checkAllow(t, "half way", ctl, []float64{0, 120, 0}, []Action{Admit, Limit, Limit})
+	// Past the ramp: held at the room while the demand (300) exceeds it.
+	f.run(15, demand, 100, 100)
+	if ctl.mode != modeRecovering || !ctl.capped {
+		t.Fatalf("mode %v capped %v past the ramp with a demand of 300/s and a room of 200/s, want held", ctl.mode, ctl.capped)
+	}
+	checkAllow(t, "held at the room", ctl, []float64{0, 170, 0}, []Action{Admit, Limit, Limit})
+	var d Decision
+	ctl.describe(&d, rNormal, Limit)
+	if !strings.Contains(d.Reason, "held at the room of 200/s") {
+		t.Errorf("reason %q does not say it is held at the room", d.Reason)
+	}
+	// The demand falls to 190 (above 0.9 × 200): still held.
+	f.run(60, []float64{30, 100, 60}, 100, 100)
+	if ctl.mode != modeRecovering {
+		t.Fatalf("mode %v at a demand of 190/s, want still held (release under 180/s)", ctl.mode)
+	}
+	// Under 180: every limit lifts.
+	f.run(60, []float64{30, 80, 50}, 100, 100)
+	checkAllow(t, "demand under the room", ctl, []float64{0, 0, 0}, []Action{Admit, Admit, Admit})
+	if ctl.mode != modeFree {
+		t.Fatalf("mode %v with the demand under the room, want free", ctl.mode)
+	}
+}
+
+// TestShareCorrectionCapsManyProducers: 50 producers of one topic, each
+// offering 20% of the suggested rate (so each is held at the MinShare
+// floor, 5%, above its 2% share of the traffic): without a correction
+// they would together take 50 × 5% = 2.5 × the rate. Each sees the
+// topic's incoming rate exceed the rate and scales its limits down, and
+// together they settle at the rate. A logical window on a fake clock.
+func TestShareCorrectionCapsManyProducers(t *testing.T) {
+	const n, suggested, secs = 50, 1000.0, 600
+	ctls := make([]*topicCtl, n)
+	offered := make([][]uint64, n)
+	acked := make([]float64, n)
+	for i := range ctls {
+		ctls[i] = newTopicCtl(testCtlConfig(DefaultPolicy(priority.Default)))
+		offered[i] = make([]uint64, 3)
+	}
+	var end float64
+	now := t0
+	observe := func() {
+		for i, c := range ctls {
+			c.observe(now, int64(end), true, uint64(acked[i]), offered[i])
+		}
+	}
+	// A free start: each sends its demand.
+	for range 20 {
+		now = now.Add(time.Second)
+		for i := range ctls {
+			offered[i][rBulk] += uint64(suggested / 5)
+			acked[i] += suggested / 5
+			end += suggested / 5
+		}
+		observe()
+	}
+	for _, c := range ctls {
+		c.setPressure(pressure(lvElevated, suggested, now), now)
+	}
+	var sum float64
+	for s := range secs {
+		now = now.Add(time.Second)
+		sum = 0
+		for i, c := range ctls {
+			offered[i][rBulk] += uint64(suggested / 5)
+			got := min(suggested/5, c.allow[rBulk]) // what its limiter lets through
+			acked[i] += got
+			end += got
+			sum += got
+		}
+		observe()
+		if s == 0 && sum < 2*suggested {
+			t.Fatalf("at the first second the producers took %.0f/s; the test needs the floor to overshoot (> 2 × %v)", sum, suggested)
+		}
+	}
+	if sum > 1.1*suggested || sum < 0.85*suggested {
+		t.Fatalf("after %ds, 50 producers together take %.0f/s of a suggested %v/s (correction %.2f, share %.3f), want within [0.85, 1.1] of it",
+			secs, sum, suggested, ctls[0].corr, ctls[0].share)
+	}
+	t.Logf("50 producers settle at %.0f/s of %v/s (correction %.3f each)", sum, suggested, ctls[0].corr)
 }

@@ -86,6 +86,17 @@
 // to the topic count in its incoming rate, so floodgate's producers take
 // only their part.
 //
+// The floor alone would let more than 1/MinShare producers together take
+// more than the suggested rate (50 producers each at the floor: 2.5 ×).
+// Each producer therefore also scales its limits by a correction that
+// follows suggested rate / the topic's incoming rate, with a time
+// constant of 3 × tau, while the topic receives more than the rate, and
+// returns toward 1 while it receives less: at equilibrium the topic
+// receives the rate however many producers share it (50 producers settle
+// at the rate with a correction of 0.4). The correction never goes below
+// 0.1, so that producers held above the rate by others (plain ones) keep
+// a tenth of their share.
+//
 // The topic limit is split by class, most important first, using each
 // class's demand (its records offered to admission per second, admitted
 // or not, smoothed the same way): a class the row admits has its demand
@@ -146,8 +157,14 @@
 // When a topic's level returns to ok (a live ok signal), its limits lift
 // gradually: each class limited or refused under pressure is limited
 // during [Ramp] (30s), its rate rising linearly, in 20 steps, from its
-// rate under pressure (0 if it was refused) to its demand; then every
-// limit lifts. A class admitted under pressure stays admitted.
+// rate under pressure (0 if it was refused) to its part of the room the
+// ok signal suggests (a little under the consumers' capacity, split by
+// class as under pressure), or to its demand when the signal suggests no
+// room. Then every limit lifts, unless the demand exceeds the room: the
+// limits then hold at the room until the demand falls under 0.9 of it, so
+// that a demand the consumers cannot take does not climb back and
+// overload them at ok, cycle after cycle. A class admitted under pressure
+// stays admitted.
 //
 // Expired or absent signals mean no pressure: every limit lifts at once,
 // the ramp included (fail-open wins over the ramp). A signal's expiry is
