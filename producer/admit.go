@@ -58,6 +58,7 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 		}
 	}
 
+	part := p.partitionOf(f, r)
 	var began time.Time // waits are real, whatever the clock: time.Now
 	shadow, shadowKnown := false, false
 	// held is the reservation a record woken by a change holds, on
@@ -73,10 +74,14 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 		now := p.cfg.now()
 		f.mu.Lock()
 		lc := p.refreshLocked(f, now, false)
-		if f.ctl.tick(now) {
+		c, hp := f.ctlFor(part)
+		if first && hp != nil {
+			hp.offered[rank].Add(1)
+		}
+		if c.tick(now) {
 			f.broadcastLocked()
 		}
-		action, lim := f.ctl.decide(rank)
+		action, lim := c.decide(rank)
 		if action == Admit && first { // the common case: no pressure
 			f.mu.Unlock()
 			p.levelChanged(lc)
@@ -116,11 +121,11 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 		held, heldLim = nil, nil
 		d = Decision{Time: now, Topic: f.topic, Class: class, Shadow: shadow, Waited: time.Since(began)}
 		if !first || action != Admit && (action != Limit || delay > 0) {
-			f.ctl.describe(&d, rank, action) // only for a decision to report: it formats
+			c.describe(&d, rank, action) // only for a decision to report: it formats
 		}
 		var expiry time.Duration
-		if f.ctl.live {
-			expiry = f.ctl.p.ExpiresAt.Sub(now)
+		if c.live {
+			expiry = c.p.ExpiresAt.Sub(now)
 		}
 		changed := f.changed
 		f.mu.Unlock()
@@ -305,7 +310,7 @@ func (p *Producer) awaitStart(ctx context.Context, capAt time.Time) error {
 // force; it wakes the waiting records if the pressure changed, and
 // returns the level change to report, if any. f.mu is held.
 func (p *Producer) refreshLocked(f *followed, now time.Time, force bool) *LevelChange {
-	stale := force || f.ctl.stale(now)
+	stale := force || f.ctl.stale(now) || f.rest != nil && f.rest.stale(now)
 	if !stale {
 		select {
 		case <-f.readerCh:
@@ -319,8 +324,12 @@ func (p *Producer) refreshLocked(f *followed, now time.Time, force bool) *LevelC
 	f.readerCh = p.reader.Changed() // before reading: a change from now on closes it
 	from := f.ctl.level()
 	pr := p.reader.Pressure(f.topic, now)
-	if f.ctl.setPressure(pr, now) {
+	changed := f.ctl.setPressure(pr, now)
+	if f.setHot(p.ctl, pr, now) || changed {
 		f.broadcastLocked()
+	}
+	if p.steer != nil {
+		p.steer.setHot(f.topic, pr.Partitions)
 	}
 	if to := f.ctl.level(); to != from {
 		return &LevelChange{Time: now, Topic: f.topic, From: from, To: to, Pressure: pr}

@@ -152,6 +152,34 @@
 // after Produce returns; promises run one at a time, as kgo's do).
 // [Producer.ProduceSync] caps the whole call once.
 //
+// # Hot partitions
+//
+// A signal may name partitions that lag worse than the rest of the topic
+// (lagmonitor.Signal.Hot): one partition can melt while the topic's
+// average looks healthy (a hot key range, a slow partition). A record
+// bound for a hot partition is admitted by that partition's own level
+// and rate (the policy's row for its level, its suggested rate split by
+// class as above); a record bound for another partition by the level of
+// the rest of the topic. kgo picks a record's partition inside Produce,
+// after admission, so the producer computes it ahead where it can:
+//
+//   - a keyed record, when the client partitions keys by murmur2 (kgo's
+//     default, kgo.StickyKeyPartitioner(nil), UniformBytesPartitioner
+//     with a nil hasher; asked of the client's partitioner at
+//     construction): murmur2 of its key over the partition count the
+//     producer lists every Measure interval;
+//   - any record, when the client partitions manually
+//     (kgo.ManualPartitioner): its Partition field;
+//   - an unkeyed record, when the client's partitioner is a [Steering]
+//     ([SteerUnkeyed] for a producer built by [New]): it is steered to a
+//     partition that is not hot, and admitted by the rest's level.
+//
+// Any other record (an unkeyed one under kgo's default partitioner, or
+// under a partitioner of your own: calling a stateful partitioner out of
+// band would corrupt its state) is admitted by the topic's worst level,
+// as if no partition were named. [TopicStats] shows the rest's level and
+// each hot partition's admission.
+//
 // # Recovery and fail-open
 //
 // When a topic's level returns to ok (a live ok signal), its limits lift

@@ -84,9 +84,23 @@ func (p *Producer) measure(ctx context.Context) {
 		for r := range offered {
 			offered[r] = f.offered[r].Load()
 		}
+		if ok {
+			f.nparts.Store(int32(len(ends[f.topic])))
+		}
 		acked := f.acked.Load()
 		f.mu.Lock()
-		if f.ctl.observe(now, sum, ok, acked, offered) {
+		changed := f.ctl.observe(now, sum, ok, acked, offered)
+		if f.rest != nil {
+			changed = f.rest.observe(now, sum, ok, acked, offered) || changed
+		}
+		for part, hp := range f.hot {
+			o, found := ends.Lookup(f.topic, part)
+			for r := range offered {
+				offered[r] = hp.offered[r].Load()
+			}
+			changed = hp.ctl.observe(now, o.Offset, ok && found && o.Err == nil, hp.acked.Load(), offered) || changed
+		}
+		if changed {
 			f.broadcastLocked()
 		}
 		f.mu.Unlock()

@@ -58,6 +58,7 @@ type cfg struct {
 	headroom   float64
 	noRate     [len(levels)]float64
 	ramp       time.Duration
+	steer      bool
 	retryAfter time.Duration
 	shadow     func(topic string, class priority.Class) bool
 	deferrer   Deferrer
@@ -92,6 +93,8 @@ func (c *cfg) validate(own bool) error {
 		}
 	} else if len(c.brokers) > 0 || len(c.kopts) > 0 {
 		return configErr("Brokers/KgoOpts", "cannot be used with Wrap: configure the wrapped client instead")
+	} else if c.steer {
+		return configErr("SteerUnkeyed", "cannot be used with Wrap: build the wrapped client with kgo.RecordPartitioner(producer.NewSteering(...))")
 	}
 	if !kname.Topic(c.control) {
 		return configErr("ControlTopic", "%q must be a legal topic name (1 to 249 of a-z A-Z 0-9 . _ -)", c.control)
@@ -284,6 +287,17 @@ func Shadow(in func(topic string, class priority.Class) bool) Opt {
 func ShadowAll() Opt {
 	return Shadow(func(string, priority.Class) bool { return true })
 }
+
+// SteerUnkeyed makes a producer built by [New] partition its client's
+// unkeyed records with a [Steering] partitioner around the one its
+// KgoOpts set (kgo's default otherwise): while signals name hot
+// partitions, unkeyed records go to the others, and are admitted by the
+// level of the rest of the topic rather than its worst. Default off:
+// unkeyed records go where the client's partitioner puts them, and are
+// admitted by the topic's worst level while a partition is hot. For a
+// client of one's own, see [Steering]; with [Wrap] this option is an
+// error.
+func SteerUnkeyed() Opt { return opt(func(c *cfg) { c.steer = true }) }
 
 // WithDeferrer sets the [Deferrer] that receives the records of [Defer]
 // cells. Required by a policy with one; default none.

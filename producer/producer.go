@@ -32,6 +32,7 @@ type Producer struct {
 	hooks    hooks
 	defTopic string
 	holder   KeyHolder            // the Deferrer, if it holds keys
+	steer    *Steering            // the client's partitioner, if it steers unkeyed records
 	follow   map[string]*followed // read-only after construction
 	followed []*followed          // the same, in the order of cfg.topics
 
@@ -75,6 +76,15 @@ type followed struct {
 	offered []atomic.Uint64 // per rank: records offered to admission
 	acked   atomic.Uint64   // records of this producer the broker acknowledged
 	cnt     []classCounters // per rank
+
+	kind   partKind     // how the client partitions the topic (fixed)
+	nparts atomic.Int32 // the topic's partitions, as last listed; 0 unknown
+	// While signals name hot partitions (f.mu): the controller of the
+	// records bound for the rest of the topic, and one per hot
+	// partition (see hot.go); nil otherwise. hotN counts the latter.
+	rest *topicCtl
+	hot  map[int32]*hotPart
+	hotN atomic.Int32
 }
 
 // broadcastLocked wakes the records waiting on the topic.
@@ -93,7 +103,18 @@ func New(opts ...Opt) (*Producer, error) {
 	if err := c.validate(true); err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.brokers...)}, c.kopts...)...)
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(c.brokers...)}, c.kopts...)
+	if c.steer {
+		// The partitioner kopts set (kgo's default otherwise), wrapped.
+		cl, err := kgo.NewClient(kopts...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: building the kgo client: %w", ErrInvalidConfig, err)
+		}
+		fallback, _ := cl.OptValue(kgo.RecordPartitioner).(kgo.Partitioner)
+		cl.Close()
+		kopts = append(kopts, kgo.RecordPartitioner(NewSteering(fallback)))
+	}
+	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: building the kgo client: %w", ErrInvalidConfig, err)
 	}
@@ -159,6 +180,7 @@ func build(cl *kgo.Client, own bool, c cfg) (*Producer, error) {
 			offered: make([]atomic.Uint64, n),
 			cnt:     make([]classCounters, n),
 		}
+		f.kind, p.steer = partKindOf(cl, t)
 		p.follow[t] = f
 		p.followed = append(p.followed, f)
 	}
@@ -347,6 +369,7 @@ func (p *Producer) ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.Produ
 		for _, x := range res {
 			if f := p.follow[p.topicOf(x.Record)]; f != nil && x.Err == nil {
 				f.acked.Add(1)
+				f.ackHot(x.Record.Partition)
 			}
 		}
 		mu.Lock()
@@ -386,6 +409,7 @@ func (p *Producer) wrapPromise(f *followed, promise func(*kgo.Record, error)) fu
 	return func(r *kgo.Record, err error) {
 		if err == nil && f != nil {
 			f.acked.Add(1)
+			f.ackHot(r.Partition)
 		}
 		if promise != nil {
 			p.promiseMu.Lock()

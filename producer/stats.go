@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -132,11 +133,19 @@ type TopicStats struct {
 	Pressure lagmonitor.Pressure
 	// Level is the level in force (ok without a live signal).
 	Level lagmonitor.Level
-	// Recovering is true while the limits ramp up after pressure.
+	// Recovering is true while the limits ramp up after pressure, or
+	// hold at the room (see the package documentation, "Recovery").
 	Recovering bool
 	// Share is this producer's share of the suggested rate: OwnRate over
-	// IncomingRate, within [MinShare, 1]; 1 until both are measured.
+	// IncomingRate, within [MinShare, 1] (1 until both are measured),
+	// times the correction that keeps many producers at the floor
+	// within the rate.
 	Share float64
+	// RestLevel is the level the records bound for partitions that are
+	// not hot are admitted by (Level when none is); Hot details the hot
+	// partitions, by partition.
+	RestLevel lagmonitor.Level
+	Hot       []HotPartitionStats
 	// OwnRate is the rate of this producer's records acknowledged on the
 	// topic; IncomingRate the topic's, from its end offsets; both
 	// smoothed, records per second.
@@ -145,6 +154,19 @@ type TopicStats struct {
 	Counts
 	Shadow ShadowCounts
 	// Classes has one entry per class, most important first.
+	Classes []ClassStats
+}
+
+// HotPartitionStats is the admission of the records bound for one hot
+// partition of a topic (see [TopicStats].Hot).
+type HotPartitionStats struct {
+	Partition int32
+	// Level is the partition's own level, and Rate the rate suggested
+	// for the records bound for it (0: none).
+	Level lagmonitor.Level
+	Rate  float64
+	// Classes hold each class's action, rate and demand for the
+	// partition (the counts are the topic's, in [TopicStats]).
 	Classes []ClassStats
 }
 
@@ -182,16 +204,19 @@ func (p *Producer) Stats() Stats {
 		ts := TopicStats{Topic: f.topic, Classes: make([]ClassStats, len(p.ctl.classes))}
 		f.mu.Lock()
 		ts.Pressure, ts.Level, ts.Recovering = f.ctl.p, f.ctl.level(), f.ctl.mode == modeRecovering
-		ts.Share, ts.OwnRate, ts.IncomingRate = f.ctl.share, f.ctl.own.Rate(), f.ctl.incoming.Rate()
-		for r, c := range p.ctl.classes {
-			cs := &ts.Classes[r]
-			cs.Class, cs.Demand = c, f.ctl.demand[r].Rate()
-			cs.Action, _ = f.ctl.decide(r)
-			if cs.Action == Limit {
-				cs.Rate = f.ctl.allow[r]
-			}
+		ts.Share, ts.OwnRate, ts.IncomingRate = f.ctl.share*f.ctl.corr, f.ctl.own.Rate(), f.ctl.incoming.Rate()
+		ts.RestLevel = ts.Level
+		if f.rest != nil {
+			ts.RestLevel = f.rest.level()
+		}
+		f.ctl.classStats(p.ctl.classes, ts.Classes)
+		for part, hp := range f.hot {
+			hs := HotPartitionStats{Partition: part, Level: hp.ctl.level(), Rate: hp.ctl.p.Rate, Classes: make([]ClassStats, len(p.ctl.classes))}
+			hp.ctl.classStats(p.ctl.classes, hs.Classes)
+			ts.Hot = append(ts.Hot, hs)
 		}
 		f.mu.Unlock()
+		slices.SortFunc(ts.Hot, func(a, b HotPartitionStats) int { return int(a.Partition) - int(b.Partition) })
 		for r := range ts.Classes {
 			cs := &ts.Classes[r]
 			cs.Counts, cs.Shadow = f.cnt[r].counts()
@@ -203,6 +228,18 @@ func (p *Producer) Stats() Stats {
 		st.Topics = append(st.Topics, ts)
 	}
 	return st
+}
+
+// classStats fills each class's action, rate and demand from t.
+func (t *topicCtl) classStats(classes []priority.Class, into []ClassStats) {
+	for r, c := range classes {
+		cs := &into[r]
+		cs.Class, cs.Demand = c, t.demand[r].Rate()
+		cs.Action, _ = t.decide(r)
+		if cs.Action == Limit {
+			cs.Rate = t.allow[r]
+		}
+	}
 }
 
 func isClosed(ch <-chan struct{}) bool {

@@ -130,12 +130,15 @@ func plainClient(t testing.TB, brokers []string) *kgo.Client {
 }
 
 // producePlain produces n records through cl, waits for them, and
-// expects them in the ledger.
+// expects them in the ledger. Each has a key of its own, so that they
+// spread over the partitions evenly (unkeyed, kgo's sticky partitioner
+// would put them all in one, which would then lag alone: a hot
+// partition, not the topic-wide backlog the loop wants).
 func producePlain(t testing.TB, cl *kgo.Client, ledger *testkit.Ledger, topic string, n int) {
 	t.Helper()
 	rs := make([]*kgo.Record, n)
 	for i := range rs {
-		rs[i] = &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "plain %d", i)}
+		rs[i] = &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "plain-%d", i), Value: fmt.Appendf(nil, "plain %d", i)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
