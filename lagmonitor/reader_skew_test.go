@@ -221,7 +221,7 @@ func TestReaderRejectsReplayedTombstone(t *testing.T) {
 			}
 		}
 	}
-	publish() // seq 1
+	publish()                                                         // seq 1
 	if err := p.Tombstone(ctx(t), "orders", "i-1", "g"); err != nil { // seq 2
 		t.Fatal(err)
 	}
