@@ -29,6 +29,24 @@ func TestBrokerClockLearnsOffset(t *testing.T) {
 	}
 }
 
+// A slow read, even the first of a bucket, does not loosen the estimate:
+// the previous bucket's smallest sample still counts.
+func TestBrokerClockSlowReads(t *testing.T) {
+	const ahead = 10 * time.Second
+	var c brokerClock
+	for i := 0; i < 36; i++ { // 3 minutes of records, every 5s
+		broker := t0.Add(time.Duration(i) * 5 * time.Second)
+		delay := time.Millisecond
+		if i%6 == 0 { // one read in 30s takes 2s
+			delay = 2 * time.Second
+		}
+		c.observe(broker, broker.Add(ahead+delay), true)
+		if off, _ := c.estimate(); i > 0 && off != ahead+time.Millisecond {
+			t.Fatalf("record %d (read in %v): offset %v, want %v", i, delay, off, ahead+time.Millisecond)
+		}
+	}
+}
+
 // Records from the log's history bound the offset from above only: they
 // cannot make a signal read at start look younger than it is (its age
 // would be taken for clock skew), but they do show a reader behind.
