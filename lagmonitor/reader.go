@@ -640,8 +640,10 @@ func (r *Reader) checkPartitions(ctx context.Context) {
 	r.mu.Lock()
 	var want []int32
 	if n > r.nparts {
+		r.nparts = n
 		for _, t := range r.topics {
-			if p := PartitionFor(t, int(n)); !r.parts[p] && !slices.Contains(want, p) {
+			if p := PartitionFor(t, int(n)); !r.parts[p] {
+				r.parts[p] = true
 				want = append(want, p)
 			}
 		}
@@ -661,9 +663,7 @@ func (r *Reader) checkPartitions(ctx context.Context) {
 	}
 	add := make(map[int32]kgo.Offset)
 	r.mu.Lock()
-	r.nparts = max(r.nparts, n)
 	for _, p := range want {
-		r.parts[p] = true
 		add[p] = kgo.NewOffset().AtStart()
 		if end, ok := ends.Lookup(r.control, p); ok {
 			r.liveFrom[p] = end.Offset
