@@ -332,13 +332,17 @@ func (r PutResult) String() string {
 // control-topic reader receives them, and answers the pressure on a topic.
 //
 // Replays are rejected: a signal replaces the one held for its instance
-// only with a higher Seq ([Table.Put]). To keep rejecting replays after an
-// instance's signal is gone (deleted by a tombstone, or superseded by an
-// expired one), the table remembers the highest Seq of each instance
-// until every signal it has seen of that instance has expired; after that
-// a replay is rejected because it is expired. A signal of a higher Seq is
-// always accepted, even after a tombstone: the instance consumes the topic
-// again.
+// only with a higher Seq ([Table.Put]), and a tombstone that carries a
+// Seq applies only with a higher one than any seen of its instance
+// ([Table.Tombstone]). To keep rejecting replays after an instance's
+// signal is gone (deleted by a tombstone, or superseded by an expired
+// one), the table remembers the highest Seq of each instance until every
+// signal it has seen of that instance has expired and the times it was
+// asked to remember it until ([Table.PutUntil], [Table.Tombstone]) have
+// passed; after that a replay is rejected because it is expired (or, by
+// a reader, because it was issued too long before the broker stamped
+// it). A signal of a higher Seq is always accepted, even after a
+// tombstone: the instance consumes the topic again.
 //
 // Expired signals never count ([Table.Pressure] ignores them); call
 // [Table.Expire] now and then to free their memory.
@@ -361,28 +365,23 @@ type tableEntry struct {
 // Put offers s, received at now, to the table, and reports what it did
 // (see [PutResult]): rejected as a replay if the table has seen a Seq of
 // s's instance at least as high; otherwise kept if live at now.
-func (t *Table) Put(s Signal, now time.Time) PutResult {
+func (t *Table) Put(s Signal, now time.Time) PutResult { return t.PutUntil(s, now, time.Time{}) }
+
+// PutUntil is [Table.Put] that also remembers s's Seq, unless rejected,
+// until remember at least (as well as until s expires): until a replay of
+// s could no longer be accepted otherwise.
+func (t *Table) PutUntil(s Signal, now, remember time.Time) PutResult {
 	k := tableMember{s.Group, s.Instance}
-	members := t.topics[s.Topic]
-	e := members[k]
+	e := t.entry(s.Topic, k)
 	if e != nil && s.Seq <= e.seq {
 		return PutReplay
 	}
 	if e == nil {
-		e = &tableEntry{until: s.ExpiresAt()}
-		if members == nil {
-			if t.topics == nil {
-				t.topics = make(map[string]map[tableMember]*tableEntry)
-			}
-			members = make(map[tableMember]*tableEntry)
-			t.topics[s.Topic] = members
-		}
-		members[k] = e
+		e = t.add(s.Topic, k)
 	}
 	e.seq = s.Seq
-	if x := s.ExpiresAt(); x.After(e.until) {
-		e.until = x
-	}
+	e.remember(s.ExpiresAt())
+	e.remember(remember)
 	if !s.Live(now) {
 		e.sig, e.held = Signal{}, false
 		if !now.Before(e.until) {
@@ -394,6 +393,30 @@ func (t *Table) Put(s Signal, now time.Time) PutResult {
 	return PutAccepted
 }
 
+func (t *Table) entry(topic string, k tableMember) *tableEntry { return t.topics[topic][k] }
+
+// add returns a new entry for k on topic, its until the zero time.
+func (t *Table) add(topic string, k tableMember) *tableEntry {
+	members := t.topics[topic]
+	if members == nil {
+		if t.topics == nil {
+			t.topics = make(map[string]map[tableMember]*tableEntry)
+		}
+		members = make(map[tableMember]*tableEntry)
+		t.topics[topic] = members
+	}
+	e := &tableEntry{}
+	members[k] = e
+	return e
+}
+
+// remember extends e's life to x if later.
+func (e *tableEntry) remember(x time.Time) {
+	if x.After(e.until) {
+		e.until = x
+	}
+}
+
 func (t *Table) forget(topic string, k tableMember) {
 	members := t.topics[topic]
 	delete(members, k)
@@ -402,9 +425,38 @@ func (t *Table) forget(topic string, k tableMember) {
 	}
 }
 
+// Tombstone applies a tombstone that carries seq (see [SeqHeader]) for
+// instance and group on topic: it returns PutReplay, changing nothing,
+// when the table has seen a Seq of that instance at least as high (the
+// tombstone is a replay, or came out of order); otherwise PutAccepted,
+// with removed reporting whether the table held a signal, which it
+// removes. It then remembers seq until remember (as [Table] says), so
+// that a replay of an older signal or tombstone of the instance is
+// rejected until then. A seq of 0 (a tombstone without one, from a
+// publisher of an earlier release) is [Table.Delete].
+func (t *Table) Tombstone(topic, group, instance string, seq uint64, remember time.Time) (res PutResult, removed bool) {
+	if seq == 0 {
+		return PutAccepted, t.Delete(topic, group, instance)
+	}
+	k := tableMember{group, instance}
+	e := t.entry(topic, k)
+	if e != nil && seq <= e.seq {
+		return PutReplay, false
+	}
+	if e == nil {
+		e = t.add(topic, k)
+	}
+	e.seq = seq
+	e.remember(remember)
+	removed = e.held
+	e.sig, e.held = Signal{}, false
+	return PutAccepted, removed
+}
+
 // Delete removes the signal of instance for group on topic, as a
-// tombstone on the control topic asks, and reports whether the table held
-// one. The instance's highest Seq is remembered as [Table] says.
+// tombstone on the control topic without a sequence number asks, and
+// reports whether the table held one. The instance's highest Seq is
+// remembered as [Table] says.
 func (t *Table) Delete(topic, group, instance string) bool {
 	e := t.topics[topic][tableMember{group, instance}]
 	if e == nil || !e.held {

@@ -330,3 +330,79 @@ func TestAggregateHotPartitions(t *testing.T) {
 		t.Fatalf("with the rest at critical: %+v", p)
 	}
 }
+
+// A tombstone with a seq applies only above the instance's last seq, and
+// is remembered, as a signal's seq is.
+func TestTableTombstoneSeq(t *testing.T) {
+	var tb Table
+	a5 := sig("g", "a", 5, LevelCritical, 100, 90)
+	tb.Put(a5, t0)
+	for _, seq := range []uint64{5, 4} {
+		if res, removed := tb.Tombstone("orders", "g", "a", seq, t0.Add(time.Minute)); res != PutReplay || removed {
+			t.Fatalf("tombstone seq %d after signal 5: %v, removed %v; want a replay", seq, res, removed)
+		}
+	}
+	if p := tb.Pressure("orders", t0); p.Level != LevelCritical {
+		t.Fatalf("a replayed tombstone removed the signal: %+v", p)
+	}
+	if res, removed := tb.Tombstone("orders", "g", "a", 6, t0.Add(time.Minute)); res != PutAccepted || !removed {
+		t.Fatalf("tombstone seq 6: %v, removed %v", res, removed)
+	}
+	// The same tombstone again (a replay), or a replay of signal 5, is
+	// rejected; signal 7 (the instance consumes again) is accepted, and
+	// the tombstone's replay cannot remove it.
+	if res, _ := tb.Tombstone("orders", "g", "a", 6, t0.Add(time.Minute)); res != PutReplay {
+		t.Fatalf("tombstone 6 twice: %v", res)
+	}
+	if r := tb.Put(a5, t0); r != PutReplay {
+		t.Fatalf("signal 5 after tombstone 6: %v", r)
+	}
+	a7 := sig("g", "a", 7, LevelHigh, 100, 90)
+	if r := tb.Put(a7, t0); r != PutAccepted {
+		t.Fatalf("signal 7: %v", r)
+	}
+	if res, removed := tb.Tombstone("orders", "g", "a", 6, t0.Add(time.Minute)); res != PutReplay || removed || tb.Pressure("orders", t0).Level != LevelHigh {
+		t.Fatalf("tombstone 6 replayed after signal 7: %v, removed %v", res, removed)
+	}
+	// Without a seq (an earlier release's), a tombstone deletes as ever.
+	if res, removed := tb.Tombstone("orders", "g", "a", 0, time.Time{}); res != PutAccepted || !removed {
+		t.Fatalf("tombstone without seq: %v, removed %v", res, removed)
+	}
+
+	// A tombstone of an instance the table does not know is remembered
+	// until the time given, signals or none.
+	if res, removed := tb.Tombstone("orders", "g", "b", 3, t0.Add(time.Minute)); res != PutAccepted || removed {
+		t.Fatalf("tombstone of an unknown instance: %v, removed %v", res, removed)
+	}
+	tb.Expire(t0.Add(time.Minute - time.Millisecond))
+	if r := tb.Put(sig("g", "b", 2, LevelCritical, 1, 1), t0); r != PutReplay {
+		t.Fatalf("a signal older than the tombstone: %v, want replay", r)
+	}
+	tb.Expire(t0.Add(time.Minute))
+	if len(tb.topics) != 0 {
+		t.Fatalf("entries kept past their time: %+v", tb.topics)
+	}
+}
+
+// PutUntil remembers a seq past its signal's expiry: a replay stamped
+// afresh (by the broker) is rejected until then.
+func TestTablePutUntil(t *testing.T) {
+	var tb Table
+	s := sig("g", "a", 1, LevelCritical, 100, 90) // expires at t0+10s
+	if r := tb.PutUntil(s, t0, t0.Add(5*time.Minute)); r != PutAccepted {
+		t.Fatal(r)
+	}
+	if n := tb.Expire(t0.Add(time.Minute)); n != 1 || tb.Len() != 0 {
+		t.Fatalf("Expire dropped %d", n)
+	}
+	replay := s
+	replay.IssuedAt = t0.Add(time.Minute) // as a reader counts a replay the broker stamped anew
+	if r := tb.PutUntil(replay, t0.Add(time.Minute), t0.Add(6*time.Minute)); r != PutReplay {
+		t.Fatalf("replay within the time remembered: %v", r)
+	}
+	tb.Expire(t0.Add(5 * time.Minute))
+	replay.IssuedAt = t0.Add(5 * time.Minute)
+	if r := tb.Put(replay, t0.Add(5*time.Minute)); r != PutAccepted {
+		t.Fatalf("after the time remembered, the table knows nothing of the instance: %v", r)
+	}
+}

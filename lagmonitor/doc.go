@@ -169,7 +169,8 @@
 // when the aggregate must be computed again. A [Table] keeps the latest
 // signal per topic, group and instance as a reader receives them:
 // replays (a Seq not above the last seen of the instance) are rejected, a
-// tombstone deletes, and expired signals stop counting at once.
+// tombstone deletes (one that carries a Seq only above the last), and
+// expired signals stop counting at once.
 //
 // # Control topic
 //
@@ -179,8 +180,15 @@
 //
 // Topic. One control topic serves a fleet. [EnsureControlTopic] creates it
 // with cleanup.policy=compact,delete, retention.ms = [RetentionTTLs] (4) ×
-// the signals' TTL, segment.ms = [SegmentMs] (one minute) and the cluster's
-// default replication factor; it leaves an existing topic as it is.
+// the signals' TTL, segment.ms = [SegmentMs] (one minute),
+// message.timestamp.type=LogAppendTime ([TimestampType]: the broker
+// stamps each record with its own clock, from which readers count TTLs;
+// see Reading) and the cluster's default replication factor; it leaves an
+// existing topic as it is, and warns of what in it differs and matters.
+// An existing topic is switched to broker time with kafka-configs --alter
+// --entity-type topics --entity-name <topic> --add-config
+// message.timestamp.type=LogAppendTime, at any time: readers of earlier
+// releases count from issued_at_ms whatever the topic's timestamps.
 //
 // Key. "<topic>/<instance>/<group>" in UTF-8 ([Key], [ParseKey]): the
 // destination topic (a legal Kafka topic name: 1 to 249 of A-Z a-z 0-9 .
@@ -257,34 +265,180 @@
 //
 // Tombstone. A record with a null value (not an empty one) under an
 // instance's key: the instance stopped publishing for that topic and
-// group ([Publisher.Tombstone]). Readers drop its signal at once.
+// group ([Publisher.Tombstone]). Readers drop its signal at once. It
+// carries two headers, their values UTF-8 decimal digits without sign or
+// leading zero, so that kcat -f '%h' shows them ([TombstoneHeaders],
+// [ParseTombstoneHeaders]):
+//
+//	floodgate-seq           1 to 2⁵³−1: the publisher's next sequence number, from
+//	                        the counter of its signals' seq; absent when it writes
+//	                        the tombstone for another (dead) instance, whose
+//	                        sequence it does not know
+//	floodgate-issued-at-ms  13 digits: its issue time, Unix milliseconds
+//
+// Both are optional: tombstones of earlier releases carry neither, and
+// readers take them as before. A reader rejects a tombstone whose
+// headers are malformed or repeated. Signals carry neither (their value
+// says both).
 //
 // Signature. Optional. With a [Signer], each record, tombstones included,
-// carries the header floodgate-signature ([SignatureHeader]) with the
-// value "<key id>:<mac>", the key id 1 to 64 of A-Z a-z 0-9 . _ - and mac
-// the lowercase hex of HMAC-SHA256(secret, M), where M is the bytes
+// carries one or two signature headers, each with the value
+// "<key id>:<mac>", the key id 1 to 64 of A-Z a-z 0-9 . _ - and mac the
+// lowercase hex of an HMAC-SHA256 under the key's secret:
 //
-//	"floodgate-signal-v1" 0x00
-//	len(key)   as 4 bytes, big-endian, signed
-//	key
-//	len(value) as 4 bytes, big-endian, signed; -1 (FF FF FF FF) for a null value
-//	value      (nothing for a null value)
+//	floodgate-signature     v1: HMAC-SHA256(secret, M1)
+//	floodgate-signature-v2  v2: HMAC-SHA256(secret, M2)
 //
-// A [Verifier] holds several key ids (rotation: add the new key to every
-// reader, then sign with it, then drop the old one) and, when required,
-// rejects records without a signature; a signature present must verify,
-// required or not. Secrets are at least [MinKeyBytes] (16) bytes.
+// ([SignatureHeader], [SignatureV2Header]) where M1 and M2 are the concatenation of these fields, each but the
+// first written as Kafka writes nullable bytes: its length as 4 bytes,
+// big-endian, signed, then its bytes; for a null field the length -1
+// (FF FF FF FF) and no bytes:
+//
+//	M1: "floodgate-signal-v1" 0x00   (20 bytes, as they are)
+//	    key
+//	    value                        (null for a tombstone)
+//	M2: "floodgate-signal-v2" 0x00   (20 bytes, as they are)
+//	    the control topic's name     (the topic the record is written to)
+//	    key
+//	    value                        (null for a tombstone)
+//	    floodgate-seq's value        (null when the header is absent)
+//	    floodgate-issued-at-ms's value (null when absent)
+//
+// A test vector: secret "0123456789abcdef" (16 ASCII bytes), key id k1,
+// control topic "floodgate.pressure", key "orders/i-1/billing", a
+// tombstone with floodgate-seq "17" and floodgate-issued-at-ms
+// "1767225600123". M2, in hex:
+//
+//	666c6f6f64676174652d7369676e616c2d763200
+//	00000012 666c6f6f64676174652e7072657373757265
+//	00000012 6f72646572732f692d312f62696c6c696e67
+//	ffffffff
+//	00000002 3137
+//	0000000d 31373637323235363030313233
+//
+// and the headers:
+//
+//	floodgate-signature:    k1:63c78a1479e34aa6379285bd3d619b8623008b0b9ee26c56f2ca96071a59f713
+//	floodgate-signature-v2: k1:5ecb024c844e04ed8c194a7a3d98cc6d7ac201891e13ad838f42210d213a54e0
+//
+// (For the value {"x":1} without either header, v2's MAC is
+// b43dd15b1c6f39474f1d5d16d747d9719b7f10ae67e0040e5dcdc40d8a2dfbf8.)
+//
+// v1 covers key and value only: a tombstone's value must stay null to be
+// compacted, so v1 cannot bind it to a moment, and a captured one could
+// be replayed at will; v2 binds it to its seq and issue time, and every
+// record to its control topic. A Signer writes both, unless
+// [SignV2Only]. A [Verifier] holds several key ids (rotation: add the new
+// key to every reader, then sign with it, then drop the old one). It
+// rejects a record with two headers of one signature's name, or, under
+// v2, two floodgate-seq or floodgate-issued-at-ms; every signature present
+// must verify; a record with v1 alone (an earlier release's) is accepted
+// unless [VerifyRequireV2]; when required, a record without any signature
+// is rejected. Secrets are at least [MinKeyBytes] (16) bytes.
+//
+// Rolling out v2, in steps; each works with the fleet the last one left:
+//
+//  1. Upgrade readers (producers, relays, floodgate pressure watch) and
+//     publishers (monitors), in any order. New publishers sign with v1
+//     and v2, and readers of earlier releases verify v1 and ignore the
+//     rest; new readers verify v2 where present and accept v1 alone from
+//     publishers not yet upgraded.
+//  2. Once every publisher is upgraded (floodgate pressure watch
+//     --hmac-keys shows which signature each record verified with),
+//     require v2 in every reader: NewVerifier(keys, true,
+//     VerifyRequireV2()), or --require-v2. Only from now on is a
+//     tombstone replayed without its v2 header rejected.
+//  3. Once every reader is upgraded, publishers may stop writing v1:
+//     NewSigner(id, secret, SignV2Only()). A reader of an earlier release
+//     would reject their records.
+//
+// What a process that can write to the control topic can do:
+//
+//   - Unsigned (readers without a Verifier): anything a publisher can.
+//     It can forge a signal of any level for any topic, group and instance
+//     (each record holds at most ReadMaxTTL, 1 minute, and it can write
+//     another), delete any instance's signal with a tombstone, or take an
+//     instance's sequence (a forged seq of 2⁵³−1 makes readers reject the
+//     instance's own signals as replays while they remember it). An
+//     unsigned control topic must be protected by ACLs: WRITE on it for
+//     the monitors' principals only.
+//   - Signed, readers accepting v1 alone (before step 2): it cannot forge
+//     or alter a signal or tombstone, or make readers believe a header. It
+//     can replay a captured record. A signal's replay is rejected while a
+//     reader remembers a seq of its instance at least as high (see
+//     Reading); otherwise it expires as the original did (CreateTime) or
+//     is rejected unless replayed within ReadMaxPublisherSkew of its issue
+//     (LogAppendTime), and holds at most ReadMaxTTL. A tombstone's replay
+//     stripped of its v2 header passes for an earlier release's: it
+//     deletes the instance's signal until the instance's next one, as
+//     often as it is replayed. A record copied from another control topic
+//     signed with the same key passes on v1.
+//   - Signed, readers requiring v2 (after step 2): as above, but a
+//     tombstone's replay is rejected by its seq, and a record copied from
+//     another control topic by its MAC. What remains: replaying, within
+//     ReadMaxPublisherSkew of its issue, a signal of an instance that a
+//     reader does not remember (one gone for longer than the reader's
+//     memory whose records left the log, to a reader started since)
+//     revives it for at most ReadMaxTTL; replaying a tombstone written for
+//     another instance (without seq) deletes that instance's signal,
+//     harmless for the dead instance it was written for.
+//   - In every case it can fill the control topic with records that
+//     readers reject and count; a reader that cannot read to the end
+//     within its startup timeout starts without pressure (fail-open).
 //
 // Reading. A reader reads the partitions of the topics it follows, from
 // the first record stamped at most its lookback ago ([ReadLookback],
 // default 2 minutes) up to the end offsets it finds at start, within a
 // startup timeout, then follows them. Per topic, group and instance it
-// keeps the latest signal it accepted. It rejects a signal whose seq is
-// not above the last one it accepted from that instance (a replay; a
-// restarted instance has a new id, so its seq starting again at 1 is no
-// replay), and one issued more than [ReadMaxClockSkew] (30 seconds) in its
-// future. A tombstone carries no seq: replaying one can only remove
-// pressure until the instance's next signal. Signals expire at
-// issued_at_ms + ttl_ms; expired or absent means no pressure (fail-open),
-// and so does a control topic that is missing or unreadable.
+// keeps the latest signal it accepted; a record goes through these
+// steps:
+//
+//  1. Signature, with a [Verifier] (see Signature). A tombstone's
+//     floodgate-seq and floodgate-issued-at-ms count when no Verifier is
+//     set, or when its v2 signature verified; under v1 alone, or none (not
+//     required), they are ignored: it is taken as an earlier release's.
+//  2. Issue time. A record the broker stamped (LogAppendTime: bit 3 of
+//     its batch's attributes) was issued, for the reader, at its broker
+//     timestamp converted to the reader's clock: plus the reader's
+//     estimate of its own clock minus the broker's, the smallest value of
+//     (the reader's time at reading a record − the record's broker
+//     timestamp) over the records read live (appended after the reader
+//     began reading their partition) in the last 30 to 60 seconds, a
+//     record being read after it was appended; before the first live
+//     record, the smallest over the records read, or 0 if that is larger
+//     (a record of the log's history is older than its reading by an
+//     unknown age). If it says an issue time (issued_at_ms, or a
+//     tombstone's floodgate-issued-at-ms) more than
+//     [ReadMaxPublisherSkew] (2 minutes) either way from its broker
+//     timestamp, it is rejected (skewed: a replay, which the broker stamps
+//     afresh, or a publisher whose clock is that far off). A record its
+//     producer stamped (CreateTime) was issued when its issued_at_ms says,
+//     and a signal issued more than [ReadMaxClockSkew] (30 seconds) in the
+//     reader's future is rejected (future).
+//  3. Expiry. A signal holds from its issue time for ttl_ms, at most
+//     [ReadMaxTTL] (1 minute, whatever ttl_ms says): expired or absent
+//     means no pressure (fail-open), and so does a control topic that is
+//     missing or unreadable. [Reader.Signals] gives signals with IssuedAt
+//     and TTL so counted.
+//  4. Replays. A signal whose seq is not above the last seq the reader
+//     accepted from that instance (of a signal or a tombstone) is
+//     rejected (replayed), and so is a tombstone whose floodgate-seq is
+//     not; a tombstone without one deletes as before. A restarted
+//     instance has a new id, so its seq starting again at 1 is no replay.
+//     The reader remembers an instance's last seq until its signals have
+//     expired and, after the issue of its last record, ReadMaxTTL + 2 ×
+//     ReadMaxPublisherSkew have passed: no replay of it could be accepted
+//     before then otherwise.
+//
+// Clock skew. On a LogAppendTime topic, a publisher's clock skew against
+// the broker does not change how long its signals hold (a TTL from their
+// write, by the broker's clock, converted), up to ReadMaxPublisherSkew;
+// beyond it, its records are rejected and counted (fail-open for that
+// instance). The reader's own skew is learned from the records, to within
+// the fastest read's delay; until it reads one live, a reader whose clock
+// is ahead of the broker's may take the signals it reads at start for
+// older than they are. On a CreateTime topic, as in earlier releases,
+// a publisher behind the reader by more than TTL − Heartbeat (10 seconds
+// with the monitor's defaults) sees its signals expire between
+// heartbeats, and one ahead by more than ReadMaxClockSkew is rejected.
 package lagmonitor

@@ -36,7 +36,8 @@ type Config struct {
 	// Heartbeat.
 	Heartbeat time.Duration
 	// TTL is how long a signal holds (fail-open after); it must exceed
-	// Heartbeat. Default 3 × Heartbeat.
+	// Heartbeat. Default 3 × Heartbeat. Readers cap it at their
+	// ReadMaxTTL (default 1m): a longer TTL needs readers set for it.
 	TTL time.Duration
 	// RefreshInterval is how often end offsets and committed offsets are
 	// listed from the brokers, for partitions that fetches do not

@@ -91,7 +91,7 @@ func PublishTimeout(d time.Duration) PublisherOpt {
 }
 
 // PublishClock sets the clock that stamps a signal published without an
-// IssuedAt. Default time.Now.
+// IssuedAt, and every tombstone. Default time.Now.
 func PublishClock(now func() time.Time) PublisherOpt {
 	return publisherOpt(func(c *publisherCfg) { c.now = now })
 }
@@ -101,9 +101,10 @@ const DefaultPublishTimeout = 10 * time.Second
 
 // Publisher writes one instance's signals to the control topic through a
 // client it is given, each synchronously acknowledged. It stamps every
-// signal with the instance id and a sequence number that strictly
-// increases over all the signals it writes (with gaps where a publish
-// failed), so that readers reject replays; a new incarnation of the
+// signal, and every tombstone of its own instance, with the instance id
+// and a sequence number that strictly increases over all the records it
+// writes (with gaps where a publish failed), so that readers reject
+// replays; a new incarnation of the
 // instance needs a new instance id ([NewInstanceID]), since its sequence
 // starts again at 1. Use one Publisher per instance id. It starts no
 // goroutine and needs no Close. It is safe for concurrent use; concurrent
@@ -196,6 +197,13 @@ func (p *Publisher) Publish(ctx context.Context, s Signal) (Signal, error) {
 // signal for topic and group at once, and compaction drops its records.
 // An instance writes one for each topic and group it published for when it
 // stops; instance may also name another (dead) instance.
+//
+// The tombstone carries its issue time ([IssuedAtHeader], from the
+// publisher's clock) and, for the publisher's own instance, the next
+// sequence number ([SeqHeader]) from the counter of its signals, so that
+// readers reject its replays as they reject a signal's; one for another
+// instance carries no seq (the publisher does not know that instance's).
+// Both are covered by the v2 signature.
 func (p *Publisher) Tombstone(ctx context.Context, topic, instance, group string) error {
 	if err := checkNames(topic, instance, group); err != nil {
 		return fmt.Errorf("%w: tombstone: %s", ErrInvalidSignal, err)
@@ -203,7 +211,19 @@ func (p *Publisher) Tombstone(ctx context.Context, topic, instance, group string
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.timeout)
 	defer cancel()
 	p.mu.Lock()
-	done := p.produce(ctx, &kgo.Record{Topic: p.control, Key: Key(topic, instance, group)})
+	var seq uint64
+	if instance == p.instance {
+		seq = p.seq + 1
+	}
+	hs, err := TombstoneHeaders(seq, p.cfg.now())
+	if err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	if seq > 0 {
+		p.seq = seq
+	}
+	done := p.produce(ctx, &kgo.Record{Topic: p.control, Key: Key(topic, instance, group), Headers: hs})
 	p.mu.Unlock()
 	if err := p.wait(ctx, done); err != nil {
 		return p.produceErr("writing a tombstone", err)
@@ -293,6 +313,10 @@ const (
 	// SegmentMs is segment.ms: compaction and deletion never touch the
 	// active segment, so it rolls every minute.
 	SegmentMs = 60_000
+	// TimestampType is message.timestamp.type: the broker stamps each
+	// record with its own clock as it appends it, so that readers count
+	// a signal's TTL from then, whatever the publisher's clock says.
+	TimestampType = "LogAppendTime"
 )
 
 // ControlTopicStatus is what [EnsureControlTopic] found or did.
@@ -300,14 +324,18 @@ type ControlTopicStatus struct {
 	Created    bool  // the topic was created now
 	Partitions int32 // its partitions
 	// Configs are the configs set on creation, or, for an existing
-	// topic, its cleanup.policy, retention.ms and segment.ms as read
-	// (absent when DescribeConfigs is not allowed).
+	// topic, its cleanup.policy, retention.ms, segment.ms and
+	// message.timestamp.type as read (absent when DescribeConfigs is not
+	// allowed).
 	Configs map[string]string
 	// Warnings say what about an existing topic differs from what
 	// EnsureControlTopic would have set and matters: a cleanup policy
 	// without compact (superseded signals are kept until retention, and
-	// readers that start read them all) or without delete (dead instances' last records are kept forever),
-	// or configs that could not be read.
+	// readers that start read them all) or without delete (dead
+	// instances' last records are kept forever), a timestamp type other
+	// than LogAppendTime (readers then count TTLs from the publishers'
+	// clocks, and a publisher's clock skew shortens or lengthens its
+	// signals' life), or configs that could not be read.
 	Warnings []string
 }
 
@@ -315,8 +343,9 @@ type ControlTopicStatus struct {
 // partitions and the cluster's default replication factor, unless it
 // exists. It creates it with cleanup.policy=compact,delete (compaction
 // keeps an instance's latest signal, deletion drops instances that left
-// without a tombstone), retention.ms = [RetentionTTLs] × ttl and
-// segment.ms = [SegmentMs]; ttl is the signals' time-to-live, from 1 ms to
+// without a tombstone), retention.ms = [RetentionTTLs] × ttl,
+// segment.ms = [SegmentMs] and message.timestamp.type = [TimestampType]
+// (readers count a signal's TTL from the broker's clock); ttl is the signals' time-to-live, from 1 ms to
 // [MaxTTL]. An existing topic is accepted as it is: its partitions and
 // configs are not changed, and what matters in them is reported in the
 // status's Warnings. EnsureControlTopic returns once every broker serves
@@ -351,9 +380,10 @@ func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partit
 	retention := strconv.FormatInt(RetentionTTLs*ttl.Milliseconds(), 10)
 	segment := strconv.Itoa(SegmentMs)
 	configs := map[string]*string{
-		"cleanup.policy": kadm.StringPtr("compact,delete"),
-		"retention.ms":   &retention,
-		"segment.ms":     &segment,
+		"cleanup.policy":         kadm.StringPtr("compact,delete"),
+		"retention.ms":           &retention,
+		"segment.ms":             &segment,
+		"message.timestamp.type": kadm.StringPtr(TimestampType),
 	}
 	resp, err := adm.CreateTopic(ctx, partitions, -1, configs, name)
 	if err == nil {
@@ -368,7 +398,7 @@ func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partit
 			return st, fmt.Errorf("lagmonitor: control topic %q created, but not served yet: %w", name, err)
 		}
 		st.Created, st.Partitions = true, partitions
-		st.Configs = map[string]string{"cleanup.policy": "compact,delete", "retention.ms": retention, "segment.ms": segment}
+		st.Configs = map[string]string{"cleanup.policy": "compact,delete", "retention.ms": retention, "segment.ms": segment, "message.timestamp.type": TimestampType}
 		return st, nil
 	case errors.Is(err, kerr.TopicAlreadyExists):
 		// Created meanwhile by another client (monitors that start
@@ -381,8 +411,8 @@ func EnsureControlTopic(ctx context.Context, cl *kgo.Client, name string, partit
 		}
 		return existingControlTopic(ctx, adm, name, n)
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
-		return st, fmt.Errorf("lagmonitor: creating control topic %q: not authorized: the client's principal needs CREATE on topic %q (or on the cluster), and DESCRIBE on it to find it once created; or create it beforehand (cleanup.policy=compact,delete, retention.ms=%s, segment.ms=%s): %w",
-			name, name, retention, segment, err)
+		return st, fmt.Errorf("lagmonitor: creating control topic %q: not authorized: the client's principal needs CREATE on topic %q (or on the cluster), and DESCRIBE on it to find it once created; or create it beforehand (cleanup.policy=compact,delete, retention.ms=%s, segment.ms=%s, message.timestamp.type=%s): %w",
+			name, name, retention, segment, TimestampType, err)
 	default:
 		if resp.ErrMessage != "" {
 			return st, fmt.Errorf("lagmonitor: creating control topic %q: %w (%s)", name, err, resp.ErrMessage)
@@ -408,7 +438,7 @@ func existingControlTopic(ctx context.Context, adm *kadm.Client, name string, pa
 	st.Configs = make(map[string]string)
 	for _, c := range rc.Configs {
 		switch c.Key {
-		case "cleanup.policy", "retention.ms", "segment.ms":
+		case "cleanup.policy", "retention.ms", "segment.ms", "message.timestamp.type":
 			st.Configs[c.Key] = c.MaybeValue()
 		}
 	}
@@ -418,6 +448,9 @@ func existingControlTopic(ctx context.Context, adm *kadm.Client, name string, pa
 	}
 	if !strings.Contains(policy, "delete") {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("control topic %q has cleanup.policy=%s, without delete: the last record of every instance that left without a tombstone is kept forever", name, policy))
+	}
+	if tt := st.Configs["message.timestamp.type"]; tt != TimestampType {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("control topic %q has message.timestamp.type=%s, not %s: readers count each signal's TTL from its publisher's clock, so a publisher whose clock is off holds its signals too short or too long (set it: kafka-configs --alter --entity-type topics --entity-name %s --add-config message.timestamp.type=%s)", name, tt, TimestampType, name, TimestampType))
 	}
 	return st, nil
 }

@@ -277,7 +277,7 @@ func TestEnsureControlTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "80000", "segment.ms": "60000"}
+	want := map[string]string{"cleanup.policy": "compact,delete", "retention.ms": "80000", "segment.ms": "60000", "message.timestamp.type": "LogAppendTime"}
 	if !st.Created || st.Partitions != 6 || !reflect.DeepEqual(st.Configs, want) || len(st.Warnings) != 0 {
 		t.Errorf("creating: %+v", st)
 	}
@@ -289,8 +289,8 @@ func TestEnsureControlTopic(t *testing.T) {
 		t.Errorf("existing topic: %+v; want it found as created, unchanged", again)
 	}
 
-	// A topic made by someone else without compaction is accepted, with
-	// a warning.
+	// A topic made by someone else without compaction, and stamped by
+	// its producers, is accepted, with a warning for each.
 	resp, err := kadm.NewClient(cl).CreateTopic(ctx(t), 3, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("delete")}, "ctl-delete")
 	if err != nil || resp.Err != nil {
 		t.Fatal(err, resp.Err)
@@ -299,7 +299,8 @@ func TestEnsureControlTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Created || st.Partitions != 3 || len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "without compact") {
+	if st.Created || st.Partitions != 3 || len(st.Warnings) != 2 || !strings.Contains(st.Warnings[0], "without compact") ||
+		!strings.Contains(st.Warnings[1], "message.timestamp.type=CreateTime, not LogAppendTime") {
 		t.Errorf("existing delete-only topic: %+v", st)
 	}
 
@@ -496,5 +497,79 @@ func TestNewInstanceID(t *testing.T) {
 	s.Instance = a
 	if _, _, err := lagmonitor.Encode(&s); err != nil {
 		t.Errorf("the id is not a valid instance: %v", err)
+	}
+}
+
+// A tombstone of the publisher's own instance takes the next seq from the
+// counter of its signals, and carries it and its issue time in headers
+// (decimal text); one for another instance carries the issue time alone.
+func TestPublishTombstoneSeq(t *testing.T) {
+	_, brokers := controlTopic(t, 1)
+	cl := publishClient(t, brokers)
+	at := time.UnixMilli(1_767_225_600_123)
+	p := newPublisher(t, cl, "i-1", lagmonitor.PublishSigner(mustSigner(t, "k1", keyA)), lagmonitor.PublishClock(func() time.Time { return at }))
+	for range 2 {
+		if _, err := p.Publish(ctx(t), sig("orders", "g", lagmonitor.LevelHigh)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Tombstone(ctx(t), "orders", "i-1", "g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Tombstone(ctx(t), "orders", "dead-7", "g"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.Publish(ctx(t), sig("orders", "g", lagmonitor.LevelHigh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Seq != 4 {
+		t.Errorf("the signal after the tombstone has seq %d, want 4 (the tombstone took 3)", s.Seq)
+	}
+	rs := testkit.ReadTopic(t, brokers, ctl, 5, 30*time.Second)
+	for i, want := range []struct{ seq, at string }{{"3", "1767225600123"}, {"", "1767225600123"}} {
+		r := rs[2+i]
+		if r.Value != nil || header(r, lagmonitor.SeqHeader) != want.seq || header(r, lagmonitor.IssuedAtHeader) != want.at {
+			t.Errorf("tombstone %d: value %q, headers %+v; want seq %q, issued at %s", i, r.Value, r.Headers, want.seq, want.at)
+		}
+		if v, err := mustVerifier(t, true, map[string][]byte{"k1": keyA}, lagmonitor.VerifyRequireV2()).VerifyVersion(r); v != 2 || err != nil {
+			t.Errorf("tombstone %d: version %d, %v", i, v, err)
+		}
+		seq, issued, err := lagmonitor.ParseTombstoneHeaders(r.Headers)
+		if err != nil || (seq == 3) != (i == 0) || !issued.Equal(at) {
+			t.Errorf("tombstone %d parses to seq %d, issued %v, %v", i, seq, issued, err)
+		}
+	}
+	bad := newPublisher(t, cl, "i-2", lagmonitor.PublishClock(func() time.Time { return time.Time{} }))
+	if err := bad.Tombstone(ctx(t), "orders", "i-2", "g"); !errors.Is(err, lagmonitor.ErrInvalidSignal) {
+		t.Errorf("a tombstone issued at the zero time: %v, want ErrInvalidSignal", err)
+	}
+}
+
+func TestParseTombstoneHeaders(t *testing.T) {
+	h := func(kv ...string) []kgo.RecordHeader {
+		var hs []kgo.RecordHeader
+		for i := 0; i < len(kv); i += 2 {
+			hs = append(hs, kgo.RecordHeader{Key: kv[i], Value: []byte(kv[i+1])})
+		}
+		return hs
+	}
+	seq, at, err := lagmonitor.ParseTombstoneHeaders(h("other", "x", lagmonitor.SeqHeader, "9007199254740991", lagmonitor.IssuedAtHeader, "1767225600123"))
+	if err != nil || seq != lagmonitor.MaxSafeInteger || at.UnixMilli() != 1767225600123 {
+		t.Errorf("valid headers: %d %v %v", seq, at, err)
+	}
+	if seq, at, err := lagmonitor.ParseTombstoneHeaders(nil); seq != 0 || !at.IsZero() || err != nil {
+		t.Errorf("no headers (an earlier release's tombstone): %d %v %v", seq, at, err)
+	}
+	for _, hs := range [][]kgo.RecordHeader{
+		h(lagmonitor.SeqHeader, "0"), h(lagmonitor.SeqHeader, "-1"), h(lagmonitor.SeqHeader, "+1"), h(lagmonitor.SeqHeader, "01"),
+		h(lagmonitor.SeqHeader, ""), h(lagmonitor.SeqHeader, "1e3"), h(lagmonitor.SeqHeader, "9007199254740992"),
+		h(lagmonitor.SeqHeader, "1", lagmonitor.SeqHeader, "2"),
+		h(lagmonitor.IssuedAtHeader, "1767225600"), h(lagmonitor.IssuedAtHeader, "17672256001230"), h(lagmonitor.IssuedAtHeader, " 1767225600123"),
+		h(lagmonitor.IssuedAtHeader, "1767225600123", lagmonitor.IssuedAtHeader, "1767225600123"),
+	} {
+		if _, _, err := lagmonitor.ParseTombstoneHeaders(hs); !errors.Is(err, lagmonitor.ErrMalformed) {
+			t.Errorf("%+v: %v, want ErrMalformed", hs, err)
+		}
 	}
 }

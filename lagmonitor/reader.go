@@ -23,6 +23,8 @@ const (
 	DefaultStartupTimeout   = 10 * time.Second
 	DefaultLookback         = 2 * time.Minute
 	DefaultMaxClockSkew     = 30 * time.Second
+	DefaultMaxPublisherSkew = 2 * time.Minute
+	DefaultReadMaxTTL       = time.Minute
 	DefaultMetadataInterval = time.Minute
 )
 
@@ -48,6 +50,8 @@ type readerCfg struct {
 	startupTimeout   time.Duration
 	lookback         time.Duration
 	maxSkew          time.Duration
+	maxPubSkew       time.Duration
+	maxTTL           time.Duration
 	metadataInterval time.Duration
 	onReject         func(Rejection)
 	onError          func(error)
@@ -65,14 +69,19 @@ func ReadKgoOpts(opts ...kgo.Opt) ReaderOpt {
 }
 
 // ReadVerifier verifies every record's signature with v before decoding it
-// (see [Verifier.Verify] for records without one). Default: none, no
-// record is checked, signed or not.
+// (see [Verifier.VerifyVersion] for records without one). A tombstone's
+// [SeqHeader] and [IssuedAtHeader] count only when its v2 signature
+// verifies them; under a v1 signature alone (or none, accepted), it is
+// taken as a tombstone of an earlier release, without either. Default:
+// none, no record is checked, signed or not, and a tombstone's headers
+// are taken as they are.
 func ReadVerifier(v *Verifier) ReaderOpt {
 	return readerOpt(func(c *readerCfg) { c.verifier = v })
 }
 
-// ReadClock sets the clock that decides which signals have expired and
-// which were issued in the future. Default time.Now. (The lookback is
+// ReadClock sets the reader's clock: the one that decides which signals
+// have expired and which were issued in the future, and that broker
+// timestamps are converted to. Default time.Now. (The lookback is
 // measured on the wall clock, against record timestamps.)
 func ReadClock(now func() time.Time) ReaderOpt {
 	return readerOpt(func(c *readerCfg) { c.now = now })
@@ -93,12 +102,37 @@ func ReadLookback(d time.Duration) ReaderOpt {
 	return readerOpt(func(c *readerCfg) { c.lookback = d })
 }
 
-// ReadMaxClockSkew sets how far in the reader's future a signal may be
-// issued: one issued later is rejected (reason [RejectFuture]), so that a
-// publisher with a clock far ahead cannot hold pressure beyond its TTL.
-// Default 30s; it must not be negative.
+// ReadMaxClockSkew sets how far in the reader's future a signal stamped by
+// its producer (CreateTime) may be issued: one issued later is rejected
+// (reason [RejectFuture]), so that a publisher with a clock far ahead
+// cannot hold pressure beyond its TTL. Signals the broker stamped
+// (LogAppendTime) are bound by [ReadMaxPublisherSkew] instead. Default
+// 30s; it must not be negative.
 func ReadMaxClockSkew(d time.Duration) ReaderOpt {
 	return readerOpt(func(c *readerCfg) { c.maxSkew = d })
+}
+
+// ReadMaxPublisherSkew sets how far, either way, the issue time of a
+// record the broker stamped (LogAppendTime) may be from its broker
+// timestamp: its publisher's clock skew against the broker's, plus the
+// time the publish took. A signal or tombstone beyond it is rejected
+// (reason [RejectSkewed]): a replay of an old record (the broker stamps
+// the replay afresh), or a publisher whose clock is that far off. It is
+// also how long after its issue a captured record can be replayed to a
+// reader that no longer remembers its instance (see the package doc's
+// "Reading"). Default 2m; it must be positive.
+func ReadMaxPublisherSkew(d time.Duration) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.maxPubSkew = d })
+}
+
+// ReadMaxTTL caps each signal's time-to-live: a signal holds at most d
+// after it was issued, whatever its ttl_ms says (the wire accepts up to
+// [MaxTTL]), so that one forged or stale record cannot hold pressure for
+// an hour. d must exceed the TTL of the publishers' signals, or they
+// expire before their next heartbeat. Default 1m (four TTLs of a monitor
+// of the default Heartbeat, 5s, and TTL, 15s); from 1ms to [MaxTTL].
+func ReadMaxTTL(d time.Duration) ReaderOpt {
+	return readerOpt(func(c *readerCfg) { c.maxTTL = d })
 }
 
 // ReadMetadataInterval sets how often the reader asks how many partitions
@@ -140,6 +174,7 @@ const (
 	RejectUnauthenticated RejectReason = "unauthenticated" // [Verifier.Verify]'s error
 	RejectReplayed        RejectReason = "replayed"        // seq not above the last accepted from that instance
 	RejectFuture          RejectReason = "future"          // issued beyond the allowed clock skew
+	RejectSkewed          RejectReason = "skewed"          // issued too far from its broker timestamp (a replay, or a clock far off)
 )
 
 // Rejection describes one rejected control-topic record.
@@ -159,13 +194,22 @@ type ReaderStats struct {
 	Ignored         uint64 // records for topics the reader does not follow
 	Malformed       uint64 // rejected: not a valid key or signal
 	Unauthenticated uint64 // rejected: signature missing (when required), unknown key id or wrong
-	Replayed        uint64 // rejected: sequence not above the last accepted from that instance
+	Replayed        uint64 // rejected: sequence not above the last accepted from that instance (signals and tombstones)
 	Future          uint64 // rejected: issued beyond the allowed clock skew
+	Skewed          uint64 // rejected: issued more than ReadMaxPublisherSkew from its broker timestamp
 	// Expired counts signals that stopped holding as their TTL passed:
 	// read already expired, or expired while held (counted when the
 	// reader notices: within a second, or at Stats).
 	Expired uint64
 	Live    int // signals live now, by the reader's clock
+
+	// BrokerClockOffset is the reader's clock minus the broker's, as
+	// estimated from the records stamped LogAppendTime that it read
+	// (see the package doc's "Reading"); BrokerClockLive says the
+	// estimate rests on records read live, not only on the log's
+	// history (before which it is at most 0).
+	BrokerClockOffset time.Duration
+	BrokerClockLive   bool
 
 	Partitions []int32 // the control topic's partitions read, ascending
 	CaughtUp   bool    // the partitions were read up to the end offsets found when reading them began
@@ -202,8 +246,10 @@ type Reader struct {
 
 	mu        sync.Mutex
 	table     Table           // the latest accepted signal per topic, group and instance
+	clock     brokerClock     // the broker's clock, as learned from records it stamped
 	st        ReaderStats     // counters; the rest is filled by Stats
 	parts     map[int32]bool  // partitions read
+	liveFrom  map[int32]int64 // per partition read, its end offset when reading it began: records from it on are read live
 	nparts    int32           // the control topic's partitions, as last seen
 	pending   map[int32]int64 // end offsets still to reach
 	caughtUp  chan struct{}   // closed once pending empties
@@ -228,6 +274,8 @@ func NewReader(seeds []string, controlTopic string, topics []string, opts ...Rea
 		startupTimeout:   DefaultStartupTimeout,
 		lookback:         DefaultLookback,
 		maxSkew:          DefaultMaxClockSkew,
+		maxPubSkew:       DefaultMaxPublisherSkew,
+		maxTTL:           DefaultReadMaxTTL,
 		metadataInterval: DefaultMetadataInterval,
 	}
 	for _, o := range opts {
@@ -248,6 +296,10 @@ func NewReader(seeds []string, controlTopic string, topics []string, opts ...Rea
 		return nil, fmt.Errorf("%w: ReadLookback %v is negative", ErrInvalidConfig, cfg.lookback)
 	case cfg.maxSkew < 0:
 		return nil, fmt.Errorf("%w: ReadMaxClockSkew %v is negative", ErrInvalidConfig, cfg.maxSkew)
+	case cfg.maxPubSkew <= 0:
+		return nil, fmt.Errorf("%w: ReadMaxPublisherSkew %v is not positive", ErrInvalidConfig, cfg.maxPubSkew)
+	case cfg.maxTTL < time.Millisecond || cfg.maxTTL > MaxTTL:
+		return nil, fmt.Errorf("%w: ReadMaxTTL %v out of range [1ms, %v]", ErrInvalidConfig, cfg.maxTTL, MaxTTL)
 	case cfg.metadataInterval <= 0:
 		return nil, fmt.Errorf("%w: ReadMetadataInterval %v is not positive", ErrInvalidConfig, cfg.metadataInterval)
 	}
@@ -256,6 +308,7 @@ func NewReader(seeds []string, controlTopic string, topics []string, opts ...Rea
 		follows:    make(map[string]bool),
 		cfg:        cfg,
 		parts:      make(map[int32]bool),
+		liveFrom:   make(map[int32]int64),
 		pending:    make(map[int32]int64),
 		caughtUp:   make(chan struct{}),
 		changed:    make(chan struct{}),
@@ -374,8 +427,11 @@ func (r *Reader) Close() {
 // Signals returns the live signals accepted for topic: for each group and
 // instance that published for it, the latest, unless a tombstone removed
 // it or it has expired at now. They are sorted by group then instance.
-// The signals (and their Paused maps) are the reader's: do not modify
-// them. A topic the reader does not follow has none.
+// Their IssuedAt and TTL are as the reader counts them: IssuedAt on the
+// reader's clock (for a record the broker stamped, its broker timestamp
+// converted to it), TTL at most [ReadMaxTTL]; the other fields are as
+// written. The signals (and their Paused maps) are the reader's: do not
+// modify them. A topic the reader does not follow has none.
 func (r *Reader) Signals(topic string, now time.Time) []Signal {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -427,6 +483,7 @@ func (r *Reader) Stats() ReaderStats {
 	r.notifyLocked()
 	st := r.st
 	st.Live = r.table.Len() // the sweep above dropped what expired by now
+	st.BrokerClockOffset, st.BrokerClockLive = r.clock.estimate()
 	for p := range r.parts {
 		st.Partitions = append(st.Partitions, p)
 	}
@@ -557,8 +614,11 @@ func (r *Reader) setup(ctx context.Context) error {
 			offsets[p] = kgo.NewOffset().At(start)
 		}
 		r.parts[p] = true
-		if end, ok := ends.Lookup(r.control, p); ok && end.Offset > start {
-			r.pending[p] = end.Offset
+		if end, ok := ends.Lookup(r.control, p); ok {
+			r.liveFrom[p] = end.Offset
+			if end.Offset > start {
+				r.pending[p] = end.Offset
+			}
 		}
 	}
 	r.maybeCaughtUpLocked()
@@ -577,21 +637,40 @@ func (r *Reader) checkPartitions(ctx context.Context) {
 		r.setErr(r.readErr("looking it up", err))
 		return
 	}
-	add := make(map[int32]kgo.Offset)
 	r.mu.Lock()
+	var want []int32
 	if n > r.nparts {
 		r.nparts = n
 		for _, t := range r.topics {
 			if p := PartitionFor(t, int(n)); !r.parts[p] {
 				r.parts[p] = true
-				add[p] = kgo.NewOffset().AtStart()
+				want = append(want, p)
 			}
 		}
 	}
 	r.mu.Unlock()
-	if len(add) > 0 {
-		r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.control: add})
+	if len(want) == 0 {
+		return
 	}
+	// Their end offsets say which of their records are read live (see
+	// brokerClock); without them, none is, and reading goes on.
+	ends, err := kadm.NewClient(r.cl).ListEndOffsets(ctx, r.control)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		r.setErr(r.readErr("listing its end offsets", err))
+	}
+	add := make(map[int32]kgo.Offset)
+	r.mu.Lock()
+	for _, p := range want {
+		add[p] = kgo.NewOffset().AtStart()
+		if end, ok := ends.Lookup(r.control, p); ok {
+			r.liveFrom[p] = end.Offset
+		}
+	}
+	r.mu.Unlock()
+	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{r.control: add})
 }
 
 // handleLocked applies one record; it returns a rejection to report.
@@ -604,53 +683,43 @@ func (r *Reader) handleLocked(rec *kgo.Record, now time.Time) *Rejection {
 		return nil
 	}
 	r.st.Read++
-	reject := func(why RejectReason, err error) *Rejection {
-		switch why {
-		case RejectMalformed:
-			r.st.Malformed++
-		case RejectUnauthenticated:
-			r.st.Unauthenticated++
-		case RejectReplayed:
-			r.st.Replayed++
-		case RejectFuture:
-			r.st.Future++
-		}
-		key := rec.Key
-		if len(key) > 256 {
-			key = key[:256]
-		}
-		return &Rejection{Partition: rec.Partition, Offset: rec.Offset, Key: slices.Clone(key), Reason: why, Err: err}
+	if rec.Attrs.TimestampType() == 1 { // LogAppendTime: the broker's clock
+		from, ok := r.liveFrom[rec.Partition]
+		r.clock.observe(rec.Timestamp, now, ok && rec.Offset >= from)
 	}
-	topic, instance, group, err := ParseKey(rec.Key)
+	topic, instance, _, err := ParseKey(rec.Key)
 	if err != nil {
-		return reject(RejectMalformed, err)
+		return r.rejectLocked(rec, RejectMalformed, err)
 	}
 	if !r.follows[topic] {
 		r.st.Ignored++
 		return nil
 	}
+	// A tombstone's headers count when no verifier is set (anyone may
+	// write anything then) or when the v2 signature covers them.
+	headers := true
 	if r.cfg.verifier != nil {
-		if err := r.cfg.verifier.Verify(rec); err != nil {
-			return reject(RejectUnauthenticated, err)
+		v, err := r.cfg.verifier.VerifyVersion(rec)
+		if err != nil {
+			return r.rejectLocked(rec, RejectUnauthenticated, err)
 		}
+		headers = v == 2
 	}
 	s, tomb, err := Decode(rec.Key, rec.Value)
 	if err != nil {
-		return reject(RejectMalformed, err)
+		return r.rejectLocked(rec, RejectMalformed, err)
 	}
 	if tomb {
-		r.st.Tombstones++
-		if r.table.Delete(topic, group, instance) {
-			r.dirty = true
-		}
-		return nil
+		return r.tombstoneLocked(rec, s, headers, now)
 	}
-	if s.IssuedAt.After(now.Add(r.cfg.maxSkew)) {
-		return reject(RejectFuture, fmt.Errorf("issued at %s, more than %v after the reader's %s", s.IssuedAt.Format(time.RFC3339Nano), r.cfg.maxSkew, now.Format(time.RFC3339Nano)))
+	issued, remember, why, err := r.timeLocked(rec, s.IssuedAt, now, true)
+	if err != nil {
+		return r.rejectLocked(rec, why, err)
 	}
-	switch r.table.Put(s, now) {
+	s.IssuedAt, s.TTL = issued, min(s.TTL, r.cfg.maxTTL)
+	switch r.table.PutUntil(s, now, remember) {
 	case PutReplay:
-		return reject(RejectReplayed, fmt.Errorf("seq %d, not above the last accepted from instance %s", s.Seq, instance))
+		return r.rejectLocked(rec, RejectReplayed, fmt.Errorf("seq %d, not above the last accepted from instance %s", s.Seq, instance))
 	case PutExpired:
 		r.st.Expired++
 		r.dirty = true
@@ -659,6 +728,86 @@ func (r *Reader) handleLocked(rec *kgo.Record, now time.Time) *Rejection {
 		r.dirty = true
 	}
 	return nil
+}
+
+// tombstoneLocked applies the tombstone rec of the key that t names
+// (Decode's), its headers counting if headers.
+func (r *Reader) tombstoneLocked(rec *kgo.Record, t Signal, headers bool, now time.Time) *Rejection {
+	var seq uint64
+	var issuedAt time.Time
+	if headers {
+		var err error
+		if seq, issuedAt, err = ParseTombstoneHeaders(rec.Headers); err != nil {
+			return r.rejectLocked(rec, RejectMalformed, err)
+		}
+	}
+	_, remember, why, err := r.timeLocked(rec, issuedAt, now, false)
+	if err != nil {
+		return r.rejectLocked(rec, why, err)
+	}
+	res, removed := r.table.Tombstone(t.Topic, t.Group, t.Instance, seq, remember)
+	if res == PutReplay {
+		return r.rejectLocked(rec, RejectReplayed, fmt.Errorf("tombstone seq %d, not above the last accepted from instance %s", seq, t.Instance))
+	}
+	r.st.Tombstones++
+	if removed {
+		r.dirty = true
+	}
+	return nil
+}
+
+// timeLocked decides, for rec read at now and issued at issuedAt by its
+// publisher's clock (the zero time when it does not say), its issue time
+// on the reader's clock, and until when the reader must remember its
+// sequence number for a replay of it to be rejected; or, with an error,
+// why it is rejected. A record the broker stamped (LogAppendTime) was
+// issued at its broker timestamp, converted to the reader's clock, and
+// must say an issue time within ReadMaxPublisherSkew of it, if it says
+// one; a signal stamped by its producer (CreateTime) was issued when it
+// says, at most ReadMaxClockSkew in the reader's future. A replay of rec
+// could be accepted until its issue time plus ReadMaxTTL (its life), or,
+// stamped afresh by the broker, until ReadMaxPublisherSkew after the
+// issue time it says, which is at most ReadMaxPublisherSkew after its
+// broker timestamp: remembering it ReadMaxTTL + 2 × ReadMaxPublisherSkew
+// after its issue covers both.
+func (r *Reader) timeLocked(rec *kgo.Record, issuedAt, now time.Time, signal bool) (issued, remember time.Time, why RejectReason, err error) {
+	switch {
+	case rec.Attrs.TimestampType() == 1:
+		if skew := issuedAt.Sub(rec.Timestamp); !issuedAt.IsZero() && (skew > r.cfg.maxPubSkew || skew < -r.cfg.maxPubSkew) {
+			return issued, remember, RejectSkewed, fmt.Errorf("issued at %s, %v from its broker timestamp %s: more than ReadMaxPublisherSkew %v (a replay, or a publisher's clock that far off)",
+				issuedAt.Format(time.RFC3339Nano), skew.Abs(), rec.Timestamp.UTC().Format(time.RFC3339Nano), r.cfg.maxPubSkew)
+		}
+		issued = r.clock.toReader(rec.Timestamp)
+	case issuedAt.IsZero():
+		issued = now
+	case signal && issuedAt.After(now.Add(r.cfg.maxSkew)):
+		return issued, remember, RejectFuture, fmt.Errorf("issued at %s, more than %v after the reader's %s", issuedAt.Format(time.RFC3339Nano), r.cfg.maxSkew, now.Format(time.RFC3339Nano))
+	default:
+		issued = issuedAt
+	}
+	return issued, issued.Add(r.cfg.maxTTL + 2*r.cfg.maxPubSkew), "", nil
+}
+
+// rejectLocked counts rec rejected for why and returns the rejection to
+// report.
+func (r *Reader) rejectLocked(rec *kgo.Record, why RejectReason, err error) *Rejection {
+	switch why {
+	case RejectMalformed:
+		r.st.Malformed++
+	case RejectUnauthenticated:
+		r.st.Unauthenticated++
+	case RejectReplayed:
+		r.st.Replayed++
+	case RejectFuture:
+		r.st.Future++
+	case RejectSkewed:
+		r.st.Skewed++
+	}
+	key := rec.Key
+	if len(key) > 256 {
+		key = key[:256]
+	}
+	return &Rejection{Partition: rec.Partition, Offset: rec.Offset, Key: slices.Clone(key), Reason: why, Err: err}
 }
 
 // sweepLocked forgets the signals expired at now (counting those not

@@ -255,7 +255,7 @@ func TestReaderChanged(t *testing.T) {
 	if _, err := p.Publish(ctx(t), s); err != nil {
 		t.Fatal(err)
 	}
-	waitSignals(t, r, "orders", clock.now, "g/i-1:2") // a tombstone takes no seq
+	waitSignals(t, r, "orders", clock.now, "g/i-1:3") // the tombstone took seq 2
 	ch = r.Changed()
 	clock.add(16 * time.Second)
 	r.Stats()
@@ -290,9 +290,9 @@ func TestReaderRejects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &kgo.Record{Key: k, Value: v}
+		return &kgo.Record{Topic: ctl, Key: k, Value: v}
 	}
-	signed := func(r *kgo.Record) *kgo.Record { signer.Sign(r); return r }
+	signed := func(r *kgo.Record) *kgo.Record { r.Topic = ctl; signer.Sign(r); return r }
 
 	var mu sync.Mutex
 	var reasons []lagmonitor.RejectReason
@@ -591,7 +591,7 @@ func TestReaderLookback(t *testing.T) {
 		{6 * time.Minute, []string{"g/i-1:1", "g/i-2:1"}},
 		{0, []string{"g/i-0:1", "g/i-1:1", "g/i-2:1"}},
 	} {
-		r := newReader(t, brokers, []string{"orders"}, lagmonitor.ReadLookback(c.lookback))
+		r := newReader(t, brokers, []string{"orders"}, lagmonitor.ReadLookback(c.lookback), lagmonitor.ReadMaxTTL(lagmonitor.MaxTTL))
 		if err := r.Start(ctx(t)); err != nil {
 			t.Fatal(err)
 		}

@@ -138,12 +138,14 @@ func (t *topicCtl) observe(now time.Time, end int64, endOK bool, acked uint64, o
 // correct moves the share correction at now. Each producer takes its
 // share of the rate the limits share (a suggested rate under pressure,
 // the room while a recovery holds at it), but at least MinShare of it:
-// more than 1/MinShare producers together would take more than the rate.
-// None of them knows the others, but each sees the topic's incoming rate:
-// while it exceeds the rate, every producer scales its limits by corr,
-// which moves toward rate/incoming with time constant corrTaus × tau,
-// and back toward 1 while the topic receives less. At equilibrium the
-// topic receives the rate, however many producers share it.
+// more than 1/MinShare producers at that floor would together take more
+// than the rate. None of them knows the others, but each sees the topic's
+// incoming rate: while it exceeds the rate, every producer at the floor
+// scales its limits by corr, which moves toward rate/incoming with time
+// constant corrTaus × tau, and back toward 1 while the topic receives
+// less. At equilibrium the topic receives the rate, however many
+// producers share it. A producer above the floor takes its share as it
+// is: its traffic is what its share measures.
 func (t *topicCtl) correct(now time.Time) {
 	dt := now.Sub(t.corrAt)
 	t.corrAt = now
@@ -272,6 +274,17 @@ func (t *topicCtl) shareNow() float64 {
 	return min(max(t.own.Rate()/in, t.cfg.minShare), 1)
 }
 
+// effShare returns the share the limits take: the share, or, for a
+// producer held at the MinShare floor, the floor times the correction
+// (see correct): only the floor makes producers together take more than
+// the rate, so only the producers at it correct for it.
+func (t *topicCtl) effShare() float64 {
+	if t.share <= t.cfg.minShare {
+		return t.share * t.corr
+	}
+	return t.share
+}
+
 func (t *topicCtl) free() {
 	t.mode, t.noRate, t.progress, t.capped, t.corr = modeFree, false, 0, false, 1
 	for i := range t.actions {
@@ -290,7 +303,7 @@ func (t *topicCtl) pressured(level lagmonitor.Level) {
 	if suggested := t.p.Rate; suggested > 0 {
 		t.noRate = false
 		clear(t.base)
-		t.split(suggested*t.share*t.corr, t.allow)
+		t.split(suggested*t.effShare(), t.allow)
 		return
 	}
 	t.noRate = true
@@ -374,7 +387,7 @@ func (t *topicCtl) recover(now time.Time) {
 		t.free()
 		return
 	}
-	room := t.p.Rate * t.share * t.corr
+	room := t.p.Rate * t.effShare()
 	target := make([]float64, len(t.actions))
 	if room > 0 {
 		t.split(room, target)
@@ -458,15 +471,15 @@ func (t *topicCtl) reason(rank int, class priority.Class, a Action) string {
 	var how string
 	switch {
 	case t.mode == modeRecovering && t.capped:
-		how = fmt.Sprintf("recovered, held at the room of %s/s the consumers suggest while the demand exceeds it", fmtRate(t.p.Rate*t.share*t.corr))
+		how = fmt.Sprintf("recovered, held at the room of %s/s the consumers suggest while the demand exceeds it", fmtRate(t.p.Rate*t.effShare()))
 	case t.mode == modeRecovering && t.p.Rate > 0:
-		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate under pressure to its part of the room of %s/s", 100*t.progress, fmtRate(t.p.Rate*t.share*t.corr))
+		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate under pressure to its part of the room of %s/s", 100*t.progress, fmtRate(t.p.Rate*t.effShare()))
 	case t.mode == modeRecovering:
 		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate under pressure to its demand of %s/s", 100*t.progress, fmtRate(t.demand[rank].Rate()))
 	case t.noRate:
 		how = fmt.Sprintf("no suggested rate: %.0f%% of its demand of %s/s when the limit began", 100*t.cfg.noRate[lvl], fmtRate(t.base[rank]))
 	default:
-		how = fmt.Sprintf("a share of %.3g of the suggested %s/s, more important classes served first", t.share*t.corr, fmtRate(t.p.Rate))
+		how = fmt.Sprintf("a share of %.3g of the suggested %s/s, more important classes served first", t.effShare(), fmtRate(t.p.Rate))
 	}
 	if r := t.allow[rank]; r > 0 {
 		return fmt.Sprintf("class %s is limited to %s/s at level %s (%s)", class, fmtRate(r), lvl, how)

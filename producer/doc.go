@@ -233,8 +233,9 @@
 // Seq), with the rate, share and wait. [HookDecision] receives each one;
 // [HookLevelChange] each change of a topic's level; [HookSignalRejected]
 // each control-topic record rejected (forged or unsigned with a
-// [SignalVerifier], replayed, malformed, from the future: a rejected
-// signal never counts); [HookControlError] each failure to know or
+// [SignalVerifier], replayed, malformed, from the future or too far from
+// its broker timestamp: a rejected signal never counts);
+// [HookControlError] each failure to know or
 // measure the pressure. Hooks are small interfaces found by type
 // assertion ([Hook]), as consumer's are. [Producer.Stats] snapshots the
 // counters and each topic's state (level, signal, share, rates, each

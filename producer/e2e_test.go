@@ -40,11 +40,12 @@ func TestProducersShareTheSuggestedRate(t *testing.T) {
 	e := newEnv(t)
 	clock := newFakeClock(time.Now())
 	pub := e.publisher(t, "billing-1", lagmonitor.PublishClock(clock.now))
-	publish(t, pub, signal(lagmonitor.LevelHigh, suggested)) // live for 10 logical minutes
+	publish(t, pub, signal(lagmonitor.LevelHigh, suggested)) // live for 10 logical minutes, with the readers' cap raised
 
 	ps := make([]*Producer, 2)
 	for i := range ps {
-		ps[i] = start(t, e.brokers, Clock(clock.now), MaxWait(0), Measure(time.Hour, 5*time.Second))
+		ps[i] = start(t, e.brokers, Clock(clock.now), MaxWait(0), Measure(time.Hour, 5*time.Second),
+			ReaderOpts(lagmonitor.ReadMaxTTL(time.Hour)))
 		waitLevel(t, ps[i], lagmonitor.LevelHigh)
 	}
 	ctx := testCtx(t)

@@ -308,9 +308,10 @@ func WithHooks(hooks ...Hook) Opt { return opt(func(c *cfg) { c.hooks = append(c
 
 // ReaderOpts adds options to the control-topic reader (a
 // lagmonitor.Reader): ReadLookback, ReadMaxClockSkew,
-// ReadMetadataInterval, or ReadKgoOpts when its connection must differ
-// from the client's. The reader connects as the client does (its seed
-// brokers, dialer, TLS, SASL, client id and logger); the producer sets
+// ReadMaxPublisherSkew, ReadMaxTTL, ReadMetadataInterval, or ReadKgoOpts
+// when its connection must differ from the client's. The reader
+// connects as the client does (its seed brokers, dialer, TLS, SASL,
+// client id and logger); the producer sets
 // ReadClock, ReadStartupTimeout, ReadVerifier and ReadOnReject itself,
 // after these (use [Clock], [StartupTimeout], [SignalVerifier] and
 // [HookSignalRejected]).

@@ -60,7 +60,8 @@ func deferredRelayCommand(ctx context.Context, args []string, stdout, stderr io.
 	group := fs.String("group", deferred.DefaultGroup, "the relay's consumer group")
 	rate := fs.Float64("rate", deferred.DefaultRate, "at most this many records per second to each destination")
 	share := fs.Float64("share", deferred.DefaultSuggestedShare, "at most this share of the rate an ok signal suggests")
-	keyFile := fs.String("hmac-keys", "", "file of \"key-id:hex-key\" lines: obey only signals signed with these keys")
+	keyFile := fs.String("hmac-keys", "", "file of \"key-id:hex-key\" lines: obey only signals signed with these keys (v1 or v2)")
+	requireV2 := fs.Bool("require-v2", false, "with --hmac-keys: obey only signals with a v2 signature (once every publisher signs with v2)")
 	every := fs.Duration("stats", 10*time.Second, "print the relay's counters this often (0: never)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: floodgate deferred relay --brokers host:port --topic TOPIC [flags]\n\n"+
@@ -83,8 +84,10 @@ func deferredRelayCommand(ctx context.Context, args []string, stdout, stderr io.
 		err = errors.New("--brokers is required")
 	case len(topics) == 0:
 		err = errors.New("--topic is required")
+	case *requireV2 && *keyFile == "":
+		err = errors.New("--require-v2 needs --hmac-keys")
 	case *keyFile != "":
-		cfg.Verifier, err = readKeys(*keyFile)
+		cfg.Verifier, err = readKeys(*keyFile, *requireV2)
 	}
 	if err == nil {
 		var r *deferred.Relay

@@ -47,15 +47,20 @@ func pressureUsage(w io.Writer) {
 }
 
 // watchLine is one record as --json prints it: the signal as it is on
-// the wire (the control topic's JSON value) when it decodes.
+// the wire (the control topic's JSON value) when it decodes; for a
+// tombstone, the seq and issue time its headers carry; with --hmac-keys,
+// the signature that verified.
 type watchLine struct {
-	Partition int32              `json:"partition"`
-	Offset    int64              `json:"offset"`
-	Status    string             `json:"status"` // live, expired, tombstone, rejected
-	Error     string             `json:"error,omitempty"`
-	Key       string             `json:"key"`
-	Value     json.RawMessage    `json:"signal,omitempty"`
-	Signal    *lagmonitor.Signal `json:"-"`
+	Partition  int32              `json:"partition"`
+	Offset     int64              `json:"offset"`
+	Status     string             `json:"status"` // live, expired, tombstone, rejected
+	Error      string             `json:"error,omitempty"`
+	Key        string             `json:"key"`
+	Signature  string             `json:"signature,omitempty"`    // v1, v2
+	Seq        uint64             `json:"seq,omitempty"`          // a tombstone's
+	IssuedAtMs int64              `json:"issued_at_ms,omitempty"` // a tombstone's
+	Value      json.RawMessage    `json:"signal,omitempty"`
+	Signal     *lagmonitor.Signal `json:"-"`
 }
 
 func pressureWatchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -67,15 +72,17 @@ func pressureWatchCommand(ctx context.Context, args []string, stdout, stderr io.
 	fs.Var(&only, "for", "show only the signals for this destination topic (reads only its control partition); repeatable or comma-separated")
 	fromStart := fs.Bool("from-start", false, "read the control topic from its start instead of from now")
 	asJSON := fs.Bool("json", false, "print one JSON object per record and line")
-	keyFile := fs.String("hmac-keys", "", "file of \"key-id:hex-key\" lines: verify signatures (unsigned or forged records show as rejected)")
+	keyFile := fs.String("hmac-keys", "", "file of \"key-id:hex-key\" lines: verify signatures, v1 or v2 (unsigned or forged records show as rejected)")
+	requireV2 := fs.Bool("require-v2", false, "with --hmac-keys: records without a v2 signature show as rejected (once every publisher signs with v2)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: floodgate pressure watch --brokers host:port [--topic CONTROL] [--for TOPIC] [--json]\n\n"+
+		fmt.Fprint(fs.Output(), "usage: floodgate pressure watch --brokers host:port [--topic CONTROL] [--for TOPIC] [--json] [--hmac-keys FILE [--require-v2]]\n\n"+
 			"Follows the control topic (all its partitions, or only those carrying the\n"+
 			"--for topics) until interrupted, and prints each record decoded: the\n"+
 			"signal's topic, group, instance, sequence, level, lags, drain and\n"+
 			"suggested rates, and its status: live, expired (its TTL has passed:\n"+
 			"it means no pressure), tombstone (an instance stopped) or rejected (it\n"+
 			"does not decode, or with --hmac-keys its signature does not verify).\n"+
+			"A tombstone shows the seq and issue time its headers carry.\n"+
 			"It joins no group and commits nothing.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
@@ -90,8 +97,10 @@ func pressureWatchCommand(ctx context.Context, args []string, stdout, stderr io.
 		err = errors.New("--brokers is required")
 	case *control == "":
 		err = errors.New("--topic is required")
+	case *requireV2 && *keyFile == "":
+		err = errors.New("--require-v2 needs --hmac-keys")
 	case *keyFile != "":
-		verifier, err = readKeys(*keyFile)
+		verifier, err = readKeys(*keyFile, *requireV2)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "floodgate pressure watch: %v\n", err)
@@ -162,12 +171,22 @@ func pressureWatchCommand(ctx context.Context, args []string, stdout, stderr io.
 func decodeWatch(r *kgo.Record, v *lagmonitor.Verifier, now time.Time) watchLine {
 	l := watchLine{Partition: r.Partition, Offset: r.Offset, Key: string(r.Key)}
 	if v != nil {
-		if err := v.Verify(r); err != nil {
+		version, err := v.VerifyVersion(r)
+		if err != nil {
 			l.Status, l.Error = "rejected", err.Error()
 			return l
 		}
+		if version > 0 {
+			l.Signature = fmt.Sprintf("v%d", version)
+		}
 	}
 	s, tomb, err := lagmonitor.Decode(r.Key, r.Value)
+	if err == nil && tomb {
+		var at time.Time
+		if l.Seq, at, err = lagmonitor.ParseTombstoneHeaders(r.Headers); err == nil && !at.IsZero() {
+			l.IssuedAtMs = at.UnixMilli()
+		}
+	}
 	switch {
 	case err != nil:
 		l.Status, l.Error = "rejected", err.Error()
@@ -185,6 +204,9 @@ func decodeWatch(r *kgo.Record, v *lagmonitor.Verifier, now time.Time) watchLine
 
 func writeWatchLine(w io.Writer, l watchLine) {
 	prefix := fmt.Sprintf("[%d]@%d %-9s", l.Partition, l.Offset, l.Status)
+	if l.Signature != "" {
+		prefix += " " + l.Signature
+	}
 	switch {
 	case l.Signal != nil:
 		s := l.Signal
@@ -197,6 +219,8 @@ func writeWatchLine(w io.Writer, l watchLine) {
 			s.TimeLag.Round(time.Millisecond), s.DrainRate, rate, s.TTL, s.Reason)
 	case l.Error != "":
 		fmt.Fprintf(w, "%s key=%q error=%s\n", prefix, l.Key, l.Error)
+	case l.IssuedAtMs != 0:
+		fmt.Fprintf(w, "%s %s key=%q seq=%d\n", prefix, time.UnixMilli(l.IssuedAtMs).Format("15:04:05.000"), l.Key, l.Seq)
 	default:
 		fmt.Fprintf(w, "%s key=%q\n", prefix, l.Key)
 	}
@@ -223,8 +247,8 @@ func controlPartitions(ctx context.Context, seeds []string, topic string) (int32
 }
 
 // readKeys reads "key-id:hex-key" lines into a verifier that requires
-// signatures.
-func readKeys(path string) (*lagmonitor.Verifier, error) {
+// signatures, and v2 ones if requireV2.
+func readKeys(path string, requireV2 bool) (*lagmonitor.Verifier, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--hmac-keys: %w", err)
@@ -242,7 +266,11 @@ func readKeys(path string) (*lagmonitor.Verifier, error) {
 		}
 		keys[kid] = key
 	}
-	v, err := lagmonitor.NewVerifier(keys, true)
+	var opts []lagmonitor.VerifierOpt
+	if requireV2 {
+		opts = append(opts, lagmonitor.VerifyRequireV2())
+	}
+	v, err := lagmonitor.NewVerifier(keys, true, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("--hmac-keys: %w", err)
 	}

@@ -46,6 +46,8 @@ func TestPressureCommandLine(t *testing.T) {
 		{[]string{"pressure", "watch", "-h"}, 0, "tombstone"},
 		{[]string{"pressure", "watch"}, 2, "--brokers is required"},
 		{[]string{"pressure", "watch", "--brokers", "x:1", "--hmac-keys", "/does/not/exist"}, 2, "--hmac-keys"},
+		{[]string{"pressure", "watch", "--brokers", "x:1", "--require-v2"}, 2, "--require-v2 needs --hmac-keys"},
+		{[]string{"deferred", "relay", "--brokers", "x:1", "--topic", "t", "--require-v2"}, 2, "--require-v2 needs --hmac-keys"},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer
@@ -116,8 +118,9 @@ func TestPressureWatch(t *testing.T) {
 		var statuses []string
 		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 			var l struct {
-				Status string
-				Signal *struct {
+				Status, Signature string
+				Seq               uint64
+				Signal            *struct {
 					Level     string `json:"level"`
 					OffsetLag int64  `json:"offset_lag"`
 				}
@@ -129,10 +132,70 @@ func TestPressureWatch(t *testing.T) {
 			if l.Status == "live" && (l.Signal == nil || l.Signal.OffsetLag != 42 || l.Signal.Level != "high") {
 				t.Errorf("live line %s: want the wire signal, level high, offset lag 42", line)
 			}
+			if l.Status == "tombstone" && l.Seq != 3 {
+				t.Errorf("tombstone line %s: want seq 3 (after the signals' 1 and 2)", line)
+			}
+			if withKeys && l.Status != "rejected" && l.Signature != "v2" {
+				t.Errorf("line %s: want signature v2", line)
+			}
 		}
 		want := "live expired tombstone rejected" // the garbage does not decode, signed or not
 		if got := strings.Join(statuses, " "); got != want {
 			t.Errorf("keys %v: statuses %q, want %q\n%s", withKeys, got, want, out.String())
+		}
+	}
+}
+
+// With --hmac-keys the watch verifies v1 and v2 signatures and says which
+// verified; with --require-v2 a record signed with v1 alone is rejected.
+func TestWatchSignatures(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte("k1:"+strings.Repeat("07", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lenient, err := readKeys(keys, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict, err := readKeys(keys, true)
+	if err != nil || !strict.RequiresV2() {
+		t.Fatalf("readKeys with requireV2: %v", err)
+	}
+	signer, err := lagmonitor.NewSigner("k1", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := lagmonitor.TombstoneHeaders(7, time.UnixMilli(1_767_225_600_123))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tomb := &kgo.Record{Topic: "ctl", Key: []byte("orders/i-1/g"), Headers: hs}
+	signer.Sign(tomb)
+	v1Only := &kgo.Record{Topic: "ctl", Key: tomb.Key}
+	for _, h := range tomb.Headers {
+		if h.Key == lagmonitor.SignatureHeader { // a tombstone of an earlier release: v1, no headers
+			v1Only.Headers = append(v1Only.Headers, h)
+		}
+	}
+	for _, c := range []struct {
+		r    *kgo.Record
+		v    *lagmonitor.Verifier
+		want string
+	}{
+		{tomb, lenient, "tombstone v2 seq=7"},
+		{tomb, strict, "tombstone v2 seq=7"},
+		{v1Only, lenient, "tombstone v1"},
+		{v1Only, strict, "rejected"},
+	} {
+		l := decodeWatch(c.r, c.v, time.Now())
+		var b bytes.Buffer
+		writeWatchLine(&b, l)
+		got := strings.Join(strings.Fields(b.String()), " ")
+		for _, w := range strings.Fields(c.want) {
+			if !strings.Contains(got, w) {
+				t.Errorf("requireV2 %v: line %q does not say %q", c.v.RequiresV2(), got, w)
+			}
 		}
 	}
 }

@@ -5,7 +5,9 @@ package testkit
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"sort"
 	"strings"
 	"sync"
@@ -347,25 +349,7 @@ func FailFetches(c *kfake.Cluster, block *atomic.Bool) {
 // partition of the request with, or nil to let c serve it.
 func OnProduceTo(tb testing.TB, c *kfake.Cluster, topic string, fn func() *kerr.Error) {
 	tb.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer cl.Close()
-	req := kmsg.NewPtrMetadataRequest()
-	rt := kmsg.NewMetadataRequestTopic()
-	rt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, rt)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := req.RequestWith(ctx, cl)
-	if err == nil && (len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0) {
-		err = fmt.Errorf("topic %q not found", topic)
-	}
-	if err != nil {
-		tb.Fatalf("looking up %q's id: %v", topic, err)
-	}
-	id := resp.Topics[0].TopicID
+	id := topicID(tb, c, topic)
 	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		req := kreq.(*kmsg.ProduceRequest)
@@ -389,4 +373,70 @@ func OnProduceTo(tb testing.TB, c *kfake.Cluster, topic string, fn func() *kerr.
 		}
 		return resp, nil, true
 	})
+}
+
+// topicID returns the id of topic on c, failing tb if it has none.
+func topicID(tb testing.TB, c *kfake.Cluster, topic string) [16]byte {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil && (len(resp.Topics) != 1 || resp.Topics[0].ErrorCode != 0) {
+		err = fmt.Errorf("topic %q not found", topic)
+	}
+	if err != nil {
+		tb.Fatalf("looking up %q's id: %v", topic, err)
+	}
+	return resp.Topics[0].TopicID
+}
+
+// LogAppendTime makes c stamp each record produced to topic with its own
+// clock as it appends it, as a broker does for a topic of
+// message.timestamp.type=LogAppendTime: kfake keeps that config but does
+// not apply it; it does honour the LogAppendTime attribute of a batch,
+// which this sets on every batch produced to topic (a client never does).
+// kfake then stamps the batch without making its CRC anew, so the clients
+// that read topic need the option returned,
+// kgo.DisableFetchCRCValidation.
+func LogAppendTime(tb testing.TB, c *kfake.Cluster, topic string) kgo.Opt {
+	tb.Helper()
+	id := topicID(tb, c, topic)
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		for i := range req.Topics {
+			rt := &req.Topics[i]
+			if rt.Topic != topic && rt.TopicID != id {
+				continue
+			}
+			for j := range rt.Partitions {
+				rt.Partitions[j].Records = logAppendBatch(rt.Partitions[j].Records)
+			}
+		}
+		return nil, nil, false
+	})
+	return kgo.DisableFetchCRCValidation()
+}
+
+// logAppendBatch returns the record batch raw with its LogAppendTime
+// attribute set and its CRC made anew; raw itself if it does not parse.
+func logAppendBatch(raw []byte) []byte {
+	var b kmsg.RecordBatch
+	if err := b.ReadFrom(raw); err != nil {
+		return raw
+	}
+	b.Attributes |= 0x0008
+	out := b.AppendTo(nil)
+	// The CRC (Castagnoli) covers what follows it, from the attributes on.
+	binary.BigEndian.PutUint32(out[17:21], crc32.Checksum(out[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return out
 }
