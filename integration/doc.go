@@ -52,6 +52,12 @@
 // commit that nothing was committed past a record not yet handled.
 // FLOODGATE_SCENARIO_SCALE (default 1) multiplies their sizes.
 //
+// BenchmarkLoopControl (run with -bench; skipped on kfake) judges the
+// pressure loop as a control system: plain and pressure-aware producers
+// side by side against a consumer of known capacity, overloaded, then
+// recovering; BENCHMARKS.md at the repository's root has the command and
+// the figures.
+//
 // A scenario that cannot run on a kind says why and skips instead of timing
 // out: the broker restart and the cluster fault need scripts/kafka and skip
 // on the container kind even when a real broker is required (a restarted
