@@ -38,7 +38,6 @@ type topicMonitor struct {
 func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag, topicPartitions int, cfg *Config) (TopicLag, Decision) {
 	lag := TopicLag{Topic: topic, Paused: map[string]int{}, Partitions: parts, Owned: len(parts), TopicPartitions: topicPartitions}
 	var handled, diverted uint64
-	windowFull := false
 	measured := make([]PartitionLag, 0, len(parts))
 	for _, p := range parts {
 		if !p.Measured {
@@ -52,7 +51,6 @@ func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag
 		lag.LSOStall = max(lag.LSOStall, p.LSOStall)
 		handled += p.Completed - p.Diverted
 		diverted += p.Diverted
-		windowFull = windowFull || p.Paused.Has(partition.WindowFull) || p.Paused.Has(partition.Memory)
 		for r := partition.Reasons(1); r != 0 && r <= p.Paused; r <<= 1 {
 			if p.Paused&r != 0 {
 				lag.Paused[r.String()]++
@@ -63,8 +61,7 @@ func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag
 	lag.DrainRate, lag.DivertRate = rates.Handled, rates.Diverted
 	// A consumer that keeps up drains exactly what arrives: its drain
 	// rate is its capacity only while a backlog waits on it.
-	saturated := lag.OffsetLag > 0 && (windowFull || cfg.Thresholds.Saturated(lag.TimeLag, lag.OffsetLag))
-	tm.capacity.Observe(now, tm.fast.Observe(now, handled), saturated)
+	tm.capacity.Observe(now, tm.fast.Observe(now, handled), topicSaturated(measured, &cfg.Thresholds))
 	lag.Capacity = tm.capacity.Capacity(now)
 	var dec Decision
 	if tm.seeded {
@@ -83,6 +80,31 @@ func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag
 	}
 	lag.Hot, lag.RestLevel = selectHot(measured, dec.Level, cfg.Rate)
 	return lag, dec
+}
+
+// topicSaturated reports whether a topic works at its capacity: every
+// partition with work (a lag or a drain) is saturated, each held to its
+// part of the offset marks (a topic's offset lag is summed over its
+// partitions). One partition saturated while the others wait for
+// records says nothing of what the topic can take: its drain rate would
+// read as the topic's capacity, and fall with what producers send the
+// others.
+func topicSaturated(parts []PartitionLag, t *Thresholds) bool {
+	active := 0
+	for _, p := range parts {
+		if p.OffsetLag > 0 || p.DrainRate > 0 {
+			active++
+		}
+	}
+	for _, p := range parts {
+		if p.OffsetLag > 0 || p.DrainRate > 0 {
+			full := p.Paused.Has(partition.WindowFull) || p.Paused.Has(partition.Memory)
+			if p.OffsetLag == 0 || !full && !t.Saturated(p.TimeLag, p.OffsetLag*int64(active)) {
+				return false
+			}
+		}
+	}
+	return active > 0
 }
 
 // room returns the rate an ok signal suggests: Ceiling × the capacity

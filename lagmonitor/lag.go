@@ -34,6 +34,10 @@ type PartitionLag struct {
 	// Level is the partition's own pressure level: the thresholds applied
 	// to its own lags, with hysteresis (a monitor's partitions only).
 	Level Level
+	// Saturated says the partition works at its capacity: records wait
+	// on it ([Thresholds.Saturated]) or its window is full (a monitor's
+	// partitions only).
+	Saturated bool
 	// DrainRate is the partition's records handled per second, smoothed,
 	// and Capacity the most it was measured to drain while saturated
 	// (0 unknown); SuggestedRate the rate the records bound for it

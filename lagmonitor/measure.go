@@ -144,8 +144,8 @@ func (pm *partMonitor) stall(l *PartitionLag, hwm int64, now time.Time, c *measu
 func (pm *partMonitor) rate(l *PartitionLag, now time.Time, c *measureCfg) {
 	rates := pm.drain.Observe(now, l.Completed-l.Diverted, l.Diverted)
 	windowFull := l.Paused.Has(partition.WindowFull) || l.Paused.Has(partition.Memory)
-	saturated := l.OffsetLag > 0 && (windowFull || c.thresholds.Saturated(l.TimeLag, l.OffsetLag))
-	pm.capacity.Observe(now, pm.fast.Observe(now, l.Completed-l.Diverted), saturated)
+	l.Saturated = l.OffsetLag > 0 && (windowFull || c.thresholds.Saturated(l.TimeLag, l.OffsetLag))
+	pm.capacity.Observe(now, pm.fast.Observe(now, l.Completed-l.Diverted), l.Saturated)
 	l.DrainRate, l.Capacity = rates.Handled, pm.capacity.Capacity(now)
 	var d Decision
 	if pm.seeded {
