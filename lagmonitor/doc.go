@@ -29,9 +29,11 @@
 // # What is measured
 //
 // Per partition ([PartitionLag]): the offset lag, from the end offset (the
-// high watermark, or the last stable offset for a read_committed consumer;
-// a transaction's commit marker after the last record is no lag) to the
-// next record to handle; the time lag, the age of that record (its own
+// high watermark, or the last stable offset for a read_committed consumer)
+// to the next record to handle (the runtime passes transactions' commit
+// and abort markers and the aborted records read_committed skips, so a
+// consumer that handled everything stands at the end, whatever markers
+// end the log); the time lag, the age of that record (its own
 // timestamp while the runtime holds it; else when the log's end passed it,
 // interpolated between observations of the end, as kafka-lag-exporter
 // does); records completed and diverted; and a trend. The runtime's Stats

@@ -19,8 +19,10 @@ type PartitionLag struct {
 	// not yet terminal, or the committed offset for a group seen from
 	// outside. -1 if unknown.
 	Next int64
-	// OffsetLag is End − Next, clamped at 0; a transaction's commit
-	// marker after the last record is not lag.
+	// OffsetLag is End − Next, clamped at 0. The runtime passes the
+	// control records of transactions (commit and abort markers) and the
+	// gaps of aborted records, so a consumer that handled everything has
+	// Next at End, whatever markers end the log.
 	OffsetLag int64
 	// TimeLag is the age of the record at Next: from its own timestamp
 	// when the consumer holds it, else estimated from when the log's end
@@ -121,9 +123,6 @@ func partitionLag(ps consumer.PartitionStats, end int64, h *endHistory, now time
 		return l
 	}
 	l.OffsetLag = max(end-ps.Next, 0)
-	if l.OffsetLag == 1 && ps.LastTransactional && ps.OldestTimestamp.IsZero() {
-		l.OffsetLag = 0 // the commit marker of the last transaction
-	}
 	switch {
 	case !ps.OldestTimestamp.IsZero():
 		l.TimeLag = max(now.Sub(ps.OldestTimestamp), 0)
