@@ -242,8 +242,8 @@ func New(handler Handler, opts ...Opt) (*Runtime, error) {
 // client must carry the options returned by [GroupOpts] (a consumer group,
 // disabled autocommit, blocked rebalances on poll, the runtime's
 // rebalance callbacks and kept control records) and consume the topics to
-// handle; Wrap reports a missing option with [ErrClientMisconfigured]. Run does not close a wrapped
-// client: close it after Run returns.
+// handle; Wrap reports a missing option with [ErrClientMisconfigured]. Run
+// does not close a wrapped client: close it after Run returns.
 //
 // A client may be wrapped by one Runtime at a time.
 func Wrap(cl *kgo.Client, handler Handler, opts ...Opt) (*Runtime, error) {
