@@ -154,12 +154,7 @@ func (rt *Runtime) finish(ps *pstate, it item, terminal bool) {
 				delete(ps.fails, it.rec.Offset)
 			}
 			if ps.tr.Done(it.seq) {
-				if ps.uncommittedSince.IsZero() {
-					ps.uncommittedSince = time.Now()
-				}
-				if ps.reasons&partition.SpanFull != 0 && ps.tr.Pending() <= rt.spanResume && rt.clearReason(ps, partition.SpanFull) {
-					rt.wake()
-				}
+				rt.advanced(ps)
 			}
 		}
 		if ps.win.Release(int64(it.size)) && rt.clearReason(ps, partition.WindowFull) {
@@ -173,6 +168,18 @@ func (rt *Runtime) finish(ps *pstate, it item, terminal bool) {
 	rt.liftMemory()
 	if rt.prioPaused > 0 {
 		rt.checkPriorities()
+	}
+}
+
+// advanced accounts for ps's watermark moving: its completed work is
+// uncommitted from now on, and a span that drained to its resume mark
+// lifts SpanFull. Called with mu held.
+func (rt *Runtime) advanced(ps *pstate) {
+	if ps.uncommittedSince.IsZero() {
+		ps.uncommittedSince = time.Now()
+	}
+	if ps.reasons&partition.SpanFull != 0 && ps.tr.Pending() <= rt.spanResume && rt.clearReason(ps, partition.SpanFull) {
+		rt.wake()
 	}
 }
 

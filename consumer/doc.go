@@ -19,12 +19,12 @@
 //
 // [Wrap] runs around a client the caller built. The client must carry
 // [GroupOpts] (added last): kgo.DisableAutoCommit, kgo.BlockRebalanceOnPoll,
-// the runtime's OnPartitionsAssigned/Revoked/Lost callbacks and a marker
-// hook. Wrap rejects a client without a group, with autocommit on, without
-// BlockRebalanceOnPoll or without the callbacks, with
-// [ErrClientMisconfigured] naming the option; a callback replaced by a
-// later option is detected while running (see [GroupOpts]). Run does not
-// close a wrapped client.
+// the runtime's OnPartitionsAssigned/Revoked/Lost callbacks,
+// kgo.KeepControlRecords and a marker hook. Wrap rejects a client without
+// a group, with autocommit on, without BlockRebalanceOnPoll, without the
+// callbacks or without KeepControlRecords, with [ErrClientMisconfigured]
+// naming the option; a callback replaced by a later option is detected
+// while running (see [GroupOpts]). Run does not close a wrapped client.
 //
 // A client built by New produces diverts with batches as large as each
 // destination topic's max.message.bytes allows (it reads the topic's
@@ -81,6 +81,26 @@
 // completes while they succeed). A partition at either bound pauses with a
 // reason (partition.SpanFull, partition.CommitStalled) and the record or
 // commit error holding it is reported.
+//
+// Transactions: a transaction's end is written to each of its partitions
+// as a control record (a commit or abort marker) that takes an offset of
+// its own, and under read_committed (kgo.FetchIsolationLevel) the client
+// leaves an aborted transaction's records out of what it returns. The
+// runtime's client keeps the markers (kgo.KeepControlRecords) so that the
+// runtime can pass them: a control record is terminal on admission. It
+// never reaches the handler, a hook or a [Router]; it takes no handler,
+// window room or bytes and is not counted as handled
+// ([Stats].ControlRecords and [PartitionStats].ControlRecords count
+// them); the watermark, and so the commits, pass it as soon as every
+// record before it is terminal, in every ordering mode, and pass the
+// offsets of the aborted records before an abort marker as an ordinary
+// gap. It does take a place in the span ([PartitionMaxSpan]) until the
+// watermark passes it. So a consumer that handled every record it reads
+// commits, and its [PartitionStats].Next stands at, the end of the log
+// (the high watermark; the last stable offset under read_committed),
+// however many markers or aborted records end it. Without the markers it
+// would stop short of them, and a partition ending in one would read as
+// lagging for ever.
 //
 // Stopping and rewrapping: when Run returns, the client's position on
 // every partition it owned is its first record not yet terminal (records

@@ -45,6 +45,11 @@ func (*binding) OnNewClient(*kgo.Client) {}
 //   - kgo.OnPartitionsAssigned, kgo.OnPartitionsRevoked and
 //     kgo.OnPartitionsLost: the runtime drains and commits revoked
 //     partitions and drops lost ones;
+//   - kgo.KeepControlRecords: the client returns the control records of
+//     transactions (commit and abort markers) instead of skipping them, so
+//     that the runtime passes their offsets and commits up to the log's
+//     end; the handler never sees them (see "Transactions" in the package
+//     documentation);
 //   - kgo.WithHooks with a marker by which Wrap recognises the client.
 //
 // Add them last, after the caller's own options: a rebalance callback set
@@ -65,6 +70,7 @@ func GroupOpts() []kgo.Opt {
 		kgo.OnPartitionsAssigned(b.onAssigned),
 		kgo.OnPartitionsRevoked(b.onRevoked),
 		kgo.OnPartitionsLost(b.onLost),
+		kgo.KeepControlRecords(),
 	}
 }
 
@@ -160,6 +166,9 @@ func bind(cl *kgo.Client, rt *Runtime) error {
 	b := findBinding(cl)
 	if b == nil {
 		return bad("the runtime's rebalance callbacks are not installed")
+	}
+	if keep, _ := cl.OptValue(kgo.KeepControlRecords).(bool); !keep {
+		return bad("kgo.KeepControlRecords is not set: without the transactions' markers the runtime cannot commit past them, and a partition ending in one would read as lagging")
 	}
 	if !b.rt.CompareAndSwap(nil, rt) {
 		return fmt.Errorf("%w: client is already wrapped by another Runtime", ErrClientMisconfigured)

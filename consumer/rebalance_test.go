@@ -168,6 +168,9 @@ func TestWrapRejectsMisconfiguredClient(t *testing.T) {
 		{"no block", append([]kgo.Opt{group, kgo.DisableAutoCommit()}, base...), "kgo.BlockRebalanceOnPoll"},
 		{"no callbacks", append([]kgo.Opt{group, kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll()}, base...), "callbacks"},
 		{"no block with GroupOpts", append(append([]kgo.Opt{group}, base...), gopts[0], gopts[2], gopts[3], gopts[4], gopts[5]), "kgo.BlockRebalanceOnPoll"},
+		// GroupOpts but its last, kgo.KeepControlRecords: a transaction's
+		// markers would be invisible, and a partition ending in one lag.
+		{"no control records with GroupOpts", append(append([]kgo.Opt{group}, base...), gopts[:len(gopts)-1]...), "kgo.KeepControlRecords"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -88,6 +88,7 @@ type Runtime struct {
 	done      chan struct{}                           // closed when Run returns
 	wg        sync.WaitGroup
 
+	control     uint64 // control records passed, all partitions (guarded by mu)
 	handled     atomic.Uint64
 	failures    atomic.Uint64
 	refetched   atomic.Uint64
@@ -179,15 +180,13 @@ type pstate struct {
 	divertFailing int
 
 	// What the last fetch with records said of the log: its high
-	// watermark and last stable offset, and when; whether the last record
-	// admitted was transactional (a commit marker, which the client
-	// skips, follows it). For lag.
+	// watermark and last stable offset, and when. For lag.
 	hwm, lso  int64
 	fetchedAt time.Time
-	lastTxn   bool
 	// completed and divertedN count the records of the partition that
-	// reached a terminal state, the latter by a divert. For drain rates.
-	completed, divertedN uint64
+	// reached a terminal state, the latter by a divert, for drain rates;
+	// control counts the control records passed (not in completed).
+	completed, divertedN, control uint64
 
 	commit           int64     // last committed offset, -1 if none
 	commitPassed     uint64    // tr.Passed() covered by the last successful commit
@@ -241,10 +240,10 @@ func New(handler Handler, opts ...Opt) (*Runtime, error) {
 
 // Wrap builds a Runtime around a client the caller built and owns. The
 // client must carry the options returned by [GroupOpts] (a consumer group,
-// disabled autocommit, blocked rebalances on poll and the runtime's
-// rebalance callbacks) and consume the topics to handle; Wrap reports a
-// missing option with [ErrClientMisconfigured]. Run does not close a wrapped
-// client: close it after Run returns.
+// disabled autocommit, blocked rebalances on poll, the runtime's
+// rebalance callbacks and kept control records) and consume the topics to
+// handle; Wrap reports a missing option with [ErrClientMisconfigured]. Run
+// does not close a wrapped client: close it after Run returns.
 //
 // A client may be wrapped by one Runtime at a time.
 func Wrap(cl *kgo.Client, handler Handler, opts ...Opt) (*Runtime, error) {
@@ -588,23 +587,12 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 			losses = append(losses, &DataLossError{Topic: p.Topic, Partition: p.Partition, Expected: ps.next, Got: min(first, p.LogStartOffset)})
 		}
 		for i, r := range p.Records {
-			size := RecordSize(r)
-			var refuse partition.Reasons
-			switch {
-			case !ps.win.Fits(size):
-				ps.win.Refuse()
-				refuse = partition.WindowFull
-			case ps.tr.Pending() >= rt.cfg.maxSpan:
-				refuse = partition.SpanFull
-			case rt.buffered > 0 && rt.buffered+size > rt.cfg.maxBufferedBytes:
-				refuse = partition.Memory
-			case rt.cfg.router != nil:
-				if due := rt.cfg.router.Due(r); !due.IsZero() && due.After(now) {
-					refuse = partition.RetryDue
-					rt.holdUntil(ps, due.Sub(now))
-				}
+			control := r.Attrs.IsControl()
+			var size int64 // a control record holds no window room or bytes
+			if !control {
+				size = RecordSize(r)
 			}
-			if refuse != 0 {
+			if refuse := rt.refusal(ps, r, control, size, now); refuse != 0 {
 				if rt.setReason(ps, refuse) && refuse == partition.SpanFull {
 					if s, ok := rt.stuckRecord(ps, refuse, now); ok {
 						stuck = append(stuck, s)
@@ -621,19 +609,19 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 				refetch = append(refetch, refetchEvent{key, r.Offset, len(p.Records) - i})
 				break
 			}
-			st := partition.Stamps{Admitted: stamp, Record: r.Timestamp.UnixMilli()}
-			seq, ok := ps.tr.Add(r.Offset, r.LeaderEpoch, st)
-			if !ok {
-				// At or below what is already tracked, with no rewind
-				// of ours pending: the log was truncated and its
-				// offsets reused. Start the partition's tracking over.
-				last, _ := ps.tr.Last()
-				losses = append(losses, &DataLossError{Topic: p.Topic, Partition: p.Partition, Expected: last + 1, Got: r.Offset, Truncated: true})
-				rt.rebase(ps)
-				seq, _ = ps.tr.Add(r.Offset, r.LeaderEpoch, st)
+			var st partition.Stamps
+			if !control {
+				st = partition.Stamps{Admitted: stamp, Record: r.Timestamp.UnixMilli()}
+			}
+			seq, loss := rt.track(ps, r, st)
+			if loss != nil {
+				losses = append(losses, loss)
 			}
 			ps.next = r.Offset + 1
-			ps.lastTxn = r.Attrs.IsTransactional()
+			if control {
+				rt.passControl(ps, seq)
+				continue
+			}
 			if ps.win.Add(size) {
 				rt.setReason(ps, partition.WindowFull)
 			}
@@ -695,6 +683,64 @@ func (rt *Runtime) admit(fs kgo.Fetches) (rewinds map[string]map[int32]kgo.Epoch
 		rt.reportFetchError(l.Topic, l.Partition, l, false)
 	}
 	return rewinds, err
+}
+
+// refusal returns the reason r must wait (not be admitted now), or 0.
+// A control record (size 0) waits only for a full span, for it takes a
+// place in the tracker; it needs no window room, bytes or due time.
+// Called with mu held, from the poll loop.
+func (rt *Runtime) refusal(ps *pstate, r *kgo.Record, control bool, size int64, now time.Time) partition.Reasons {
+	switch {
+	case control:
+		if ps.tr.Pending() >= rt.cfg.maxSpan {
+			return partition.SpanFull
+		}
+		return 0
+	case !ps.win.Fits(size):
+		ps.win.Refuse()
+		return partition.WindowFull
+	case ps.tr.Pending() >= rt.cfg.maxSpan:
+		return partition.SpanFull
+	case rt.buffered > 0 && rt.buffered+size > rt.cfg.maxBufferedBytes:
+		return partition.Memory
+	case rt.cfg.router != nil:
+		if due := rt.cfg.router.Due(r); !due.IsZero() && due.After(now) {
+			rt.holdUntil(ps, due.Sub(now))
+			return partition.RetryDue
+		}
+	}
+	return 0
+}
+
+// track adds r to ps's tracker. A record at or below what is already
+// tracked, with no rewind of ours pending, means the log was truncated and
+// its offsets reused: the partition's tracking starts over (see rebase),
+// and the loss is returned for reporting. Called with mu held.
+func (rt *Runtime) track(ps *pstate, r *kgo.Record, st partition.Stamps) (partition.Seq, *DataLossError) {
+	seq, ok := ps.tr.Add(r.Offset, r.LeaderEpoch, st)
+	if ok {
+		return seq, nil
+	}
+	last, _ := ps.tr.Last()
+	loss := &DataLossError{Topic: ps.topic, Partition: ps.partition, Expected: last + 1, Got: r.Offset, Truncated: true}
+	rt.rebase(ps)
+	seq, _ = ps.tr.Add(r.Offset, r.LeaderEpoch, st)
+	return seq, loss
+}
+
+// passControl completes a control record (a transaction's commit or abort
+// marker) at once, seq being its place in ps's tracker: it is never
+// handled, takes no handler and holds no window room or bytes, and the
+// watermark passes it as soon as every record before it is terminal. Under
+// read_committed the client drops an aborted transaction's records and
+// returns its abort marker, so the watermark passes the aborted range as
+// an ordinary offset gap. Called with mu held.
+func (rt *Runtime) passControl(ps *pstate, seq partition.Seq) {
+	ps.control++
+	rt.control++
+	if ps.tr.Done(seq) {
+		rt.advanced(ps)
+	}
 }
 
 // fetchEstimate returns how many records and bytes one fetch of a

@@ -50,16 +50,16 @@ type PartitionStats struct {
 	// HighWatermark and LastStable are what the last fetch of the
 	// partition that returned records said of the log (-1 before one);
 	// FetchedAt is when. A paused partition is not fetched: they age.
+	// Once every record fetched is terminal, Next is the end offset the
+	// fetch saw (HighWatermark, or LastStable under read_committed),
+	// whatever transaction markers or aborted records end the log.
 	HighWatermark, LastStable int64
 	FetchedAt                 time.Time
-	// LastTransactional says the last record admitted was written in a
-	// transaction: the transaction's control record (commit marker), which
-	// the client skips, follows it, so an end offset one past Next is no
-	// lag.
-	LastTransactional bool
 	// Completed counts the partition's records that reached a terminal
 	// state since it was assigned (Diverted of them by a divert).
-	Completed, Diverted uint64
+	// ControlRecords counts the transactions' control records (commit and
+	// abort markers) passed since then, which are not in Completed.
+	Completed, Diverted, ControlRecords uint64
 }
 
 // Stats is a consistent snapshot of the runtime, taken under its lock.
@@ -77,6 +77,11 @@ type Stats struct {
 	// span, byte budget, not yet due) and fetched again later; Diverted
 	// counts failed records whose replacement a Router produced.
 	Handled, Failures, Refetched, Diverted uint64
+	// ControlRecords counts the control records of transactions (commit
+	// and abort markers) the runtime passed without a handler: they
+	// reach their terminal state on admission, and the watermark and
+	// commits move past them.
+	ControlRecords uint64
 	// SessionRestarts counts rewinds of the client's fetch position after
 	// a refusal: each one discards what the client had buffered for every
 	// partition, not only the refused one, so they should stay rare (the
@@ -119,6 +124,7 @@ func (rt *Runtime) Stats() Stats {
 		CommitFailures:  rt.commitFails,
 		FetchErr:        rt.fetchErr,
 		ReadCommitted:   rt.readCommitted,
+		ControlRecords:  rt.control,
 	}
 	if !rt.lastCommit.IsZero() {
 		s.SinceCommit = now.Sub(rt.lastCommit)
@@ -136,24 +142,24 @@ func (rt *Runtime) Stats() Stats {
 			next = wm
 		}
 		p := PartitionStats{
-			Next:              next,
-			OldestTimestamp:   oldestTS,
-			HighWatermark:     ps.hwm,
-			LastStable:        ps.lso,
-			FetchedAt:         ps.fetchedAt,
-			LastTransactional: ps.lastTxn,
-			Completed:         ps.completed,
-			Diverted:          ps.divertedN,
-			Topic:             ps.topic,
-			Partition:         ps.partition,
-			InFlightRecords:   ps.win.Records(),
-			InFlightBytes:     ps.win.Bytes(),
-			Running:           ps.running,
-			Paused:            ps.reasons,
-			Watermark:         wm,
-			Committed:         ps.commit,
-			Span:              ps.tr.Pending(),
-			Uncommitted:       int(ps.tr.Passed() - ps.commitPassed),
+			Next:            next,
+			OldestTimestamp: oldestTS,
+			HighWatermark:   ps.hwm,
+			LastStable:      ps.lso,
+			FetchedAt:       ps.fetchedAt,
+			ControlRecords:  ps.control,
+			Completed:       ps.completed,
+			Diverted:        ps.divertedN,
+			Topic:           ps.topic,
+			Partition:       ps.partition,
+			InFlightRecords: ps.win.Records(),
+			InFlightBytes:   ps.win.Bytes(),
+			Running:         ps.running,
+			Paused:          ps.reasons,
+			Watermark:       wm,
+			Committed:       ps.commit,
+			Span:            ps.tr.Pending(),
+			Uncommitted:     int(ps.tr.Passed() - ps.commitPassed),
 		}
 		if r := ps.reasons & (partition.SpanFull | partition.DivertFailed); r != 0 {
 			if st, ok := rt.stuckRecord(ps, r, now); ok {
