@@ -199,7 +199,13 @@ func TestDeferredLaneSurvivesKills(t *testing.T) {
 	}
 	level := func(l lagmonitor.Level) {
 		t.Helper()
-		if _, err := pub.Publish(ctx, lagmonitor.Signal{Topic: s.topic, Group: "svc", Level: l, Reason: "test", TTL: 10 * time.Minute}); err != nil {
+		// At ok, room for 600/s: the relays (Rate 300, half the room
+		// at most) relay at their Rate once their ramp is over.
+		room := 0.0
+		if l == lagmonitor.LevelOK {
+			room = 600
+		}
+		if _, err := pub.Publish(ctx, lagmonitor.Signal{Topic: s.topic, Group: "svc", Level: l, SuggestedRate: room, Reason: "test", TTL: 10 * time.Minute}); err != nil {
 			t.Fatal(err)
 		}
 	}

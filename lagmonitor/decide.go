@@ -18,6 +18,7 @@ type topicMonitor struct {
 	drain    DrainMeter
 	fast     RateMeter // records handled, over CapacityRateTau: the capacity's measure
 	capacity CapacityEstimator
+	probe    float64 // the room probed above a stale or unknown capacity (see room)
 	last     TopicLag
 	seen     time.Time // when the topic was first found assigned
 	lostAt   time.Time // when it was found no longer assigned (zero while it is)
@@ -61,7 +62,8 @@ func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag
 	lag.DrainRate, lag.DivertRate = rates.Handled, rates.Diverted
 	// A consumer that keeps up drains exactly what arrives: its drain
 	// rate is its capacity only while a backlog waits on it.
-	tm.capacity.Observe(now, tm.fast.Observe(now, handled), topicSaturated(measured, &cfg.Thresholds))
+	saturated := topicSaturated(measured, &cfg.Thresholds)
+	tm.capacity.Observe(now, tm.fast.Observe(now, handled), saturated)
 	lag.Capacity = tm.capacity.Capacity(now)
 	var dec Decision
 	if tm.seeded {
@@ -76,7 +78,7 @@ func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag
 	if dec.Level > LevelOK {
 		lag.SuggestedRate = cfg.Rate.Suggest(lag.Capacity, lag.OffsetLag, dec.Level)
 	} else {
-		lag.SuggestedRate = tm.room(now, &lag, cfg)
+		lag.SuggestedRate = tm.room(now, &lag, saturated, cfg)
 	}
 	lag.Hot, lag.RestLevel = selectHot(measured, dec.Level, cfg.Rate)
 	return lag, dec
@@ -108,15 +110,20 @@ func topicSaturated(parts []PartitionLag, t *Thresholds) bool {
 }
 
 // room returns the rate an ok signal suggests: Ceiling × the capacity
-// ([RateConfig.Room]); or, while the consumer is caught up and its
-// capacity was last measured ProbeAfter ago or more, ProbeFactor × its
-// drain rate if more (see [ProbeFactor]).
-func (tm *topicMonitor) room(now time.Time, lag *TopicLag, cfg *Config) float64 {
-	room := cfg.Rate.Room(lag.Capacity)
-	if cfg.Thresholds.CaughtUp(lag.TimeLag, lag.OffsetLag) && now.Sub(tm.capacity.MeasuredAt()) >= ProbeAfter {
-		room = max(room, ProbeFactor*lag.DrainRate)
+// ([RateConfig.Room]), or the probe if more. The probe is taken while
+// the consumer is caught up and its capacity was last measured
+// ProbeAfter ago or more: ProbeFactor × its drain rate (see
+// [ProbeFactor]); it holds until the consumer saturates (its capacity is
+// then measured, and says it all) or a new probe is taken, so that the
+// room does not vanish while the backlog the probe lets in builds up.
+func (tm *topicMonitor) room(now time.Time, lag *TopicLag, saturated bool, cfg *Config) float64 {
+	switch {
+	case saturated:
+		tm.probe = 0
+	case cfg.Thresholds.CaughtUp(lag.TimeLag, lag.OffsetLag) && now.Sub(tm.capacity.MeasuredAt()) >= ProbeAfter:
+		tm.probe = ProbeFactor * lag.DrainRate
 	}
-	return room
+	return max(cfg.Rate.Room(lag.Capacity), tm.probe)
 }
 
 // selectHot picks the hot partitions among the measured ones: those

@@ -274,19 +274,25 @@ type RateConfig struct {
 	// (1 − Ceiling) × capacity instead of ever more slowly. Must be in
 	// (0, 1]. Default 0.9.
 	Ceiling float64
+	// RoomFraction is the room an ok signal suggests, as a fraction of
+	// the capacity ([RateConfig.Room]): what producers recovering from
+	// pressure, and relays of deferred work, may fill without a backlog
+	// building. Must be in [0, 1]; 0 means the default, 0.95.
+	RoomFraction float64
 }
 
 // The defaults of [RateConfig]; see its fields.
 const (
-	DefaultRecovery    = time.Minute
-	DefaultRateFloor   = 0.1
-	DefaultRateCeiling = 0.9
+	DefaultRecovery     = time.Minute
+	DefaultRateFloor    = 0.1
+	DefaultRateCeiling  = 0.9
+	DefaultRoomFraction = 0.95
 )
 
 // DefaultRateConfig returns the default rate configuration: recover within
 // 1m, suggest between 10% and 90% of the capacity.
 func DefaultRateConfig() RateConfig {
-	return RateConfig{Recovery: DefaultRecovery, Floor: DefaultRateFloor, Ceiling: DefaultRateCeiling}
+	return RateConfig{Recovery: DefaultRecovery, Floor: DefaultRateFloor, Ceiling: DefaultRateCeiling, RoomFraction: DefaultRoomFraction}
 }
 
 // Validate reports the first invalid field of c, naming it, wrapped around
@@ -299,20 +305,26 @@ func (c RateConfig) Validate() error {
 		return configErr("RateConfig.Ceiling", "must be in (0, 1], got %v", c.Ceiling)
 	case !(c.Floor > 0 && c.Floor <= c.Ceiling):
 		return configErr("RateConfig.Floor", "must be in (0, Ceiling=%v], got %v", c.Ceiling, c.Floor)
+	case !(c.RoomFraction >= 0 && c.RoomFraction <= 1):
+		return configErr("RateConfig.RoomFraction", "must be in [0, 1] (0: the default %v), got %v", DefaultRoomFraction, c.RoomFraction)
 	}
 	return nil
 }
 
 // Room returns the rate producers together may fill at ok, in records per
-// second, for a consumer of capacity records per second: Ceiling ×
-// capacity, so that a recovery climbs back to a little under what the
-// consumer drains rather than past it; 0 when the capacity is unknown.
-// c must be valid.
+// second, for a consumer of capacity records per second: RoomFraction
+// (0.95) × capacity, so that a recovery, or a relay of deferred work,
+// climbs back to a little under what the consumer drains rather than
+// past it; 0 when the capacity is unknown. c must be valid.
 func (c RateConfig) Room(capacity float64) float64 {
 	if !(capacity > 0) || math.IsInf(capacity, 1) {
 		return 0
 	}
-	return c.Ceiling * capacity
+	f := c.RoomFraction
+	if f == 0 {
+		f = DefaultRoomFraction
+	}
+	return f * capacity
 }
 
 // Suggest returns the rate, in records per second, that the producers of

@@ -234,7 +234,7 @@ func TestMonitorSaturationWithOffsetMarks(t *testing.T) {
 }
 
 // TestMonitorRoomAtOK: once the capacity was measured under a backlog,
-// the signals at ok carry it and suggest a rate of Ceiling × capacity (the
+// the signals at ok carry it and suggest a rate of RoomFraction × capacity (the
 // room a recovery may fill), where they suggested none before.
 func TestMonitorRoomAtOK(t *testing.T) {
 	m := stepMonitor(t, Config{Thresholds: Thresholds{Elevated: Mark{TimeLag: 5 * time.Second}, High: Mark{TimeLag: 30 * time.Second},
@@ -256,8 +256,8 @@ func TestMonitorRoomAtOK(t *testing.T) {
 	if s.Level != LevelOK || s.Capacity < 180 || s.Capacity > 220 {
 		t.Fatalf("at ok after a backlog drained at 200/s: level %v, capacity %.0f; want ok, about 200", s.Level, s.Capacity)
 	}
-	if want := 0.9 * s.Capacity; s.SuggestedRate != want {
-		t.Fatalf("at ok: suggested %.1f, want the room 0.9 × %.1f", s.SuggestedRate, s.Capacity)
+	if want := DefaultRoomFraction * s.Capacity; !near(s.SuggestedRate, want) {
+		t.Fatalf("at ok: suggested %.1f, want the room 0.95 × %.1f", s.SuggestedRate, s.Capacity)
 	}
 }
 
@@ -369,7 +369,7 @@ func TestMonitorProbesRoom(t *testing.T) {
 			s = it.sig
 		}
 	}
-	if s.Level != LevelOK || s.Capacity < 45 || s.Capacity > 55 || !near(s.SuggestedRate, 0.9*s.Capacity) {
-		t.Fatalf("caught up after a saturated stretch at 50/s: capacity %.1f, suggested %.1f; want about 50, and 0.9 of it", s.Capacity, s.SuggestedRate)
+	if s.Level != LevelOK || s.Capacity < 45 || s.Capacity > 55 || !near(s.SuggestedRate, DefaultRoomFraction*s.Capacity) {
+		t.Fatalf("caught up after a saturated stretch at 50/s: capacity %.1f, suggested %.1f; want about 50, and 0.95 of it", s.Capacity, s.SuggestedRate)
 	}
 }

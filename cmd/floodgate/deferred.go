@@ -59,7 +59,9 @@ func deferredRelayCommand(ctx context.Context, args []string, stdout, stderr io.
 	suffix := fs.String("suffix", deferred.DefaultSuffix, "a destination's deferred topic is its name with this suffix")
 	group := fs.String("group", deferred.DefaultGroup, "the relay's consumer group")
 	rate := fs.Float64("rate", deferred.DefaultRate, "at most this many records per second to each destination")
-	share := fs.Float64("share", deferred.DefaultSuggestedShare, "at most this share of the rate an ok signal suggests")
+	share := fs.Float64("share", deferred.DefaultSuggestedShare, "at most this share of the room an ok signal suggests")
+	ramp := fs.Duration("ramp", deferred.DefaultRelayRamp, "climb from a tenth of the room left to all of it over this long once a destination opens")
+	withoutSignal := fs.Bool("without-signal", false, "relay at --rate to a destination no live signal covers (its monitors down); by default the relay waits for a signal that says there is room")
 	keyFile := fs.String("hmac-keys", "", "file of \"key-id:hex-key\" lines: obey only signals signed with these keys (v1 or v2)")
 	requireV2 := fs.Bool("require-v2", false, "with --hmac-keys: obey only signals with a v2 signature (once every publisher signs with v2)")
 	every := fs.Duration("stats", 10*time.Second, "print the relay's counters this often (0: never)")
@@ -67,17 +69,19 @@ func deferredRelayCommand(ctx context.Context, args []string, stdout, stderr io.
 		fmt.Fprint(fs.Output(), "usage: floodgate deferred relay --brokers host:port --topic TOPIC [flags]\n\n"+
 			"Consumes each TOPIC's deferred topic in --group and produces its records\n"+
 			"to TOPIC, without their floodgate-deferred-* headers and freshly stamped,\n"+
-			"while TOPIC's level on the control topic is ok (no live signal counts as\n"+
-			"ok), within --rate and --share of the suggested rate. A record's offset is\n"+
-			"committed after TOPIC acknowledged it: at least once. Runs until\n"+
-			"interrupted; run several in one group to share the partitions.\n\nflags:\n")
+			"while a live signal on the control topic says TOPIC is ok and has room:\n"+
+			"it fills what TOPIC's producers leave of the room the signal suggests,\n"+
+			"within --rate and --share of the room, climbing over --ramp. Without a\n"+
+			"live signal it waits (--without-signal relays at --rate). A record's\n"+
+			"offset is committed after TOPIC acknowledged it: at least once. Runs\n"+
+			"until interrupted; run several in one group to share the partitions.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
 	cfg := deferred.RelayConfig{Brokers: seedList(*brokers), ControlTopic: *control, Topics: topics,
-		Suffix: *suffix, Group: *group, Rate: *rate, SuggestedShare: *share}
+		Suffix: *suffix, Group: *group, Rate: *rate, SuggestedShare: *share, Ramp: *ramp, WithoutSignal: *withoutSignal}
 	var err error
 	switch {
 	case len(cfg.Brokers) == 0:
@@ -116,6 +120,9 @@ func runRelay(ctx context.Context, r *deferred.Relay, every time.Duration, stdou
 			fmt.Fprintf(stdout, ", last error: %v", s.LastErr)
 		}
 		fmt.Fprintln(stdout)
+		for _, d := range s.Destinations {
+			fmt.Fprintf(stdout, "  %s: %s\n", d.Topic, d.Reason)
+		}
 	}
 	for {
 		select {

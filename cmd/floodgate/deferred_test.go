@@ -41,8 +41,9 @@ func TestDeferredCommandLine(t *testing.T) {
 }
 
 // TestDeferredRelayCommand: records parked on orders.deferred show in
-// status; the relay command delivers them (no signal: ok); status then
-// shows none waiting.
+// status; without a live signal the relay command delivers nothing and
+// says it waits for one; with --without-signal it delivers them; status
+// then shows none waiting.
 func TestDeferredRelayCommand(t *testing.T) {
 	_, brokers := testkit.Cluster(t, 2, "orders")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -82,13 +83,39 @@ func TestDeferredRelayCommand(t *testing.T) {
 		t.Fatalf("status before the relay:\n%s", s)
 	}
 
+	adm := kadm.NewClient(cl)
+	delivered := func() int64 {
+		ends, err := adm.ListEndOffsets(ctx, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum int64
+		ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+		return sum
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	var wout, werrb syncBuffer
+	wcode := make(chan int, 1)
+	go func() {
+		wcode <- run(wctx, []string{"deferred", "relay", "--brokers", strings.Join(brokers, ","), "--topic", "orders", "--stats", "100ms"}, &wout, &werrb)
+	}()
+	testkit.Eventually(t, 30*time.Second, "the relay command to say it waits for a live signal", func() bool {
+		return strings.Contains(wout.String(), "orders: no live signal: waiting for one")
+	})
+	wcancel()
+	if c := <-wcode; c != 0 {
+		t.Fatalf("relay exited %d: %s", c, werrb.String())
+	}
+	if got := delivered(); got != 0 {
+		t.Fatalf("%d records relayed without a live signal", got)
+	}
+
 	rctx, rcancel := context.WithCancel(ctx)
 	var out, errb syncBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- run(rctx, []string{"deferred", "relay", "--brokers", strings.Join(brokers, ","), "--topic", "orders", "--stats", "100ms"}, &out, &errb)
+		code <- run(rctx, []string{"deferred", "relay", "--brokers", strings.Join(brokers, ","), "--topic", "orders", "--stats", "100ms", "--without-signal"}, &out, &errb)
 	}()
-	adm := kadm.NewClient(cl)
 	testkit.Eventually(t, 30*time.Second, "the relay command to deliver the records", func() bool {
 		ends, err := adm.ListEndOffsets(ctx, "orders")
 		var sum int64

@@ -410,7 +410,7 @@ func TestRelayMalformed(t *testing.T) {
 	if err := cl.ProduceSync(testCtx(t), rs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	relay, _ := e.relay(t, RelayConfig{})
+	relay, _ := e.relay(t, RelayConfig{WithoutSignal: true}) // no monitor here
 	testkit.Eventually(t, 30*time.Second, "the relay to deliver the foreign records", func() bool {
 		return endOffsets(t, cl, "orders") == int64(len(rs))
 	})

@@ -28,10 +28,22 @@
 // A [Relay] is the delivering side: a floodgate consumer runtime in its
 // own group on the deferred topics, run in the producer's process or in
 // its own (the floodgate command's "deferred relay"). It delivers a
-// destination's records only while its level is ok, within a rate (its
-// own cap, [RelayConfig].Rate, and a share of the rate the ok signal
-// suggests, so that it fills the room the consumers report and no more),
-// pausing the deferred partitions of a destination under pressure.
+// destination's records only while a live signal says it is ok and has
+// room: at ok a signal suggests the room its consumers have (a little
+// under their measured capacity, or a little over what they drain while
+// they keep up and their capacity is unknown or stale: they probe). The
+// relay fills what the destination's producers leave of that room (it
+// measures the destination's incoming rate and its own), at most
+// [RelayConfig].SuggestedShare of the room and Rate, climbing from a
+// tenth of it over Ramp, so that it never pushes the consumers back under
+// pressure as they recover. A signal at ok that suggests no room (the
+// consumers idle, their capacity unknown) gets [DefaultProbeRate]. Under
+// pressure, and without a live signal, it waits, pausing the deferred
+// partitions, and says why ([RelayStats].Destinations): deferred work is
+// the one place where no signal must not mean "go" (a relay whose
+// consumers' monitor is down would pour its backlog into consumers
+// nobody measures); [RelayConfig].WithoutSignal relays without one, at
+// Rate.
 // Under pressure the relay's handlers wait for the destination to be ok
 // until their context ends: the relay's consumer runtime has short revoke
 // and shutdown timeouts ([DefaultRelayRevokeTimeout],

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
@@ -23,6 +26,11 @@ import (
 const (
 	DefaultRate           = 1000.0
 	DefaultSuggestedShare = 0.5
+	DefaultRelayRamp      = 30 * time.Second
+	// DefaultProbeRate is the rate a relay starts from for a destination
+	// whose ok signal suggests no room (its consumers' capacity is not
+	// known yet): a little, so that they measure more.
+	DefaultProbeRate = 10.0
 	// DefaultRelayRevokeTimeout and DefaultRelayShutdownTimeout are the
 	// relay's consumer.RevokeTimeout and consumer.ShutdownTimeout, short:
 	// under pressure the relay's handlers wait for their destination to
@@ -55,10 +63,24 @@ type RelayConfig struct {
 	// Rate caps the records per second the relay produces to each
 	// destination (default 1000).
 	Rate float64
-	// SuggestedShare is the share of a destination's suggested rate the
-	// relay takes when its ok signal suggests one (default 0.5): the
-	// relay works in the room the consumers report, below Rate.
+	// SuggestedShare is the most of a destination's room the relay takes
+	// (default 0.5): at ok a signal suggests the room its consumers have
+	// (a little under their capacity); the relay fills what producers
+	// leave of it, at most this share, so that producers whose demand
+	// grows find room.
 	SuggestedShare float64
+	// Ramp is how long the relay takes to climb, once a destination's
+	// gate opens, from a tenth of the room left to all of it (default
+	// 30s): it starts low and probes up, so that it does not push the
+	// consumers back under pressure at the moment they recover.
+	Ramp time.Duration
+	// WithoutSignal relays a destination's records, at Rate, when no
+	// live signal covers it (its consumers' monitors are down, or there
+	// is no control topic). Default false: deferred work is the one
+	// place where no signal must not mean "go" (the relay would pour a
+	// backlog into consumers nobody measures), so the relay waits, and
+	// says why ([RelayStats].Destinations).
+	WithoutSignal bool
 	// Verifier authenticates the signals ([lagmonitor.Verifier]); nil
 	// accepts unsigned ones.
 	Verifier *lagmonitor.Verifier
@@ -101,18 +123,24 @@ func (c *RelayConfig) validate() error {
 	case c.SuggestedShare == 0:
 		c.SuggestedShare = DefaultSuggestedShare
 	}
+	switch {
+	case c.Ramp < 0:
+		return configErr("Ramp", "%v is negative", c.Ramp)
+	case c.Ramp == 0:
+		c.Ramp = DefaultRelayRamp
+	}
 	return nil
 }
 
 // Relay delivers deferred records: it consumes the deferred topics in
 // its group (a floodgate consumer runtime: bounded, committed after
 // the work is done) and produces each record to its destination, with
-// the deferred headers stripped and a fresh timestamp, once the
-// destination's level is back to ok (no live signal counts as ok, as for
-// producers), within its rate; its offset is committed only after the
-// destination acknowledged it: at least once, in each deferred
-// partition's order. Run as many relays in a group as there are deferred
-// partitions to share.
+// the deferred headers stripped and a fresh timestamp, while a live
+// signal says the destination is ok and has room, at a rate that fills
+// what its producers leave of that room (see [RelayConfig]); its offset
+// is committed only after the destination acknowledged it: at least
+// once, in each deferred partition's order. Run as many relays in a
+// group as there are deferred partitions to share.
 type Relay struct {
 	cfg    RelayConfig
 	rt     *consumer.Runtime
@@ -121,11 +149,12 @@ type Relay struct {
 	lims   map[string]*rate.Limiter
 
 	// The destinations' gates, as the gate loop last found them: whether
-	// each takes relayed records (its level is ok, or no live signal),
-	// and a channel closed when one of them changes.
+	// each takes relayed records, and a channel closed when one of them
+	// changes; and what the gate loop measures and decides.
 	gmu         sync.Mutex
 	gateOpen    map[string]bool // destination → open
 	gateChanged chan struct{}
+	gates       map[string]*destGate
 
 	relayed, malformed, produceErrs atomic.Uint64
 	waiting                         atomic.Int64
@@ -151,13 +180,14 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{cfg: cfg, dest: make(map[string]string), lims: make(map[string]*rate.Limiter), paused: make(map[string]bool),
-		runDone: make(chan struct{}), gateOpen: make(map[string]bool), gateChanged: make(chan struct{})}
+		runDone: make(chan struct{}), gateOpen: make(map[string]bool), gateChanged: make(chan struct{}), gates: make(map[string]*destGate)}
 	var deferredTopics []string
 	for _, t := range cfg.Topics {
 		r.dest[t+cfg.Suffix] = t
 		deferredTopics = append(deferredTopics, t+cfg.Suffix)
 		r.lims[t] = rate.NewLimiter(rate.Limit(cfg.Rate), burstOf(cfg.Rate))
-		r.gateOpen[t] = true // no signal read: open, as for producers; Run reads them first
+		r.gates[t] = newDestGate()
+		// Closed until Run has read the signals.
 	}
 	opts := []consumer.Opt{consumer.Brokers(cfg.Brokers...), consumer.Group(cfg.Group), consumer.Topics(deferredTopics...),
 		consumer.KgoOpts(cfg.KgoOpts...), consumer.WithOrdering(consumer.OrderPartition),
@@ -250,29 +280,21 @@ func (r *Relay) Close() error {
 	return r.closeErr
 }
 
-// refreshGates reads each destination's pressure at now: a destination
-// is open while its level is ok, and its limiter's rate is then Rate, or
-// SuggestedShare of the rate its ok signal suggests if lower. It wakes
-// the handlers waiting for a gate that changed.
+// refreshGates reads each destination's pressure at now and decides its
+// gate and its rate (destGate.decide); it sets the limiters and wakes the
+// handlers waiting for a gate that changed.
 func (r *Relay) refreshGates(now time.Time) {
 	opens := make(map[string]bool, len(r.lims))
+	r.gmu.Lock()
 	for dest, l := range r.lims {
-		p := r.reader.Pressure(dest, now)
-		opens[dest] = p.Level == lagmonitor.LevelOK
-		if !opens[dest] {
-			continue
-		}
-		lim := r.cfg.Rate
-		if p.Rate > 0 {
-			lim = min(lim, r.cfg.SuggestedShare*p.Rate)
-		}
-		if float64(l.Limit()) != lim {
+		g := r.gates[dest]
+		lim := g.decide(now, r.reader.Pressure(dest, now), &r.cfg)
+		opens[dest] = lim > 0
+		if lim > 0 && float64(l.Limit()) != lim {
 			l.SetLimit(rate.Limit(lim))
 			l.SetBurst(burstOf(lim))
 		}
 	}
-	r.gmu.Lock()
-	defer r.gmu.Unlock()
 	changed := false
 	for dest, o := range opens {
 		if r.gateOpen[dest] != o {
@@ -282,6 +304,32 @@ func (r *Relay) refreshGates(now time.Time) {
 	if changed {
 		close(r.gateChanged)
 		r.gateChanged = make(chan struct{})
+	}
+	r.gmu.Unlock()
+}
+
+// measure lists the destinations' end offsets and feeds each gate's
+// meters: the records appended to the destination (by everyone) and
+// those the relay produced to it. A listing that fails keeps the rates.
+func (r *Relay) measure(ctx context.Context, now time.Time) {
+	dests := slices.Collect(maps.Keys(r.lims))
+	ctx, cancel := context.WithTimeout(ctx, gateInterval)
+	defer cancel()
+	ends, err := kadm.NewClient(r.rt.Client()).ListEndOffsets(ctx, dests...)
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	for _, dest := range dests {
+		g := r.gates[dest]
+		var sum int64
+		ok := err == nil && len(ends[dest]) > 0
+		for _, o := range ends[dest] {
+			ok = ok && o.Err == nil
+			sum += o.Offset
+		}
+		if ok {
+			g.incoming.Observe(now, uint64(max(sum, 0)))
+			g.own.Observe(now, g.relayed.Load())
+		}
 	}
 }
 
@@ -304,6 +352,7 @@ func (r *Relay) gateLoop(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		changed := r.reader.Changed()
+		r.measure(ctx, time.Now())
 		r.refreshGates(time.Now())
 		assigned := r.rt.Assigned()
 		for dt, dest := range r.dest {
@@ -373,6 +422,7 @@ func (r *Relay) handle(ctx context.Context, rec *kgo.Record) error {
 		return err
 	}
 	r.relayed.Add(1)
+	r.gates[dest].relayed.Add(1)
 	return nil
 }
 
@@ -423,8 +473,11 @@ type RelayStats struct {
 	// to be ok.
 	Waiting int64
 	// Paused lists the destinations whose deferred partitions are
-	// paused, under pressure.
+	// paused: their gates are closed.
 	Paused []string
+	// Destinations say, per destination, whether the relay delivers to
+	// it, at what rate, and why.
+	Destinations []DestinationStats
 	// Malformed counts records with malformed deferred headers, or
 	// naming another destination than their topic's: they are relayed to
 	// their topic's destination all the same.
@@ -447,5 +500,12 @@ func (r *Relay) Stats() RelayStats {
 	s.LastErr = r.lastErr
 	r.mu.Unlock()
 	slices.Sort(s.Paused)
+	r.gmu.Lock()
+	for dest, g := range r.gates {
+		s.Destinations = append(s.Destinations, DestinationStats{Topic: dest, Open: r.gateOpen[dest], Rate: g.limit,
+			Room: g.room, Others: g.others, Reason: g.reason})
+	}
+	r.gmu.Unlock()
+	slices.SortFunc(s.Destinations, func(a, b DestinationStats) int { return strings.Compare(a.Topic, b.Topic) })
 	return s
 }

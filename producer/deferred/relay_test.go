@@ -3,6 +3,7 @@ package deferred
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,9 +104,11 @@ func TestRelayStopsUnderPressure(t *testing.T) {
 }
 
 // TestRelayGates: the relay's gate follows the signals: an ok signal's
-// suggested rate sets the relay's (its share, below Rate); a high signal
-// closes the gate; when it expires, with no new signal, the gate opens
-// (fail-open) and the waiting records are delivered.
+// suggested rate (the room) sets the relay's, its share of it once its
+// ramp is over; a high signal closes the gate; when it expires, with no
+// new signal, the gate stays closed (no signal is no "go" for deferred
+// work) and says why; a new ok signal opens it and the waiting records
+// are delivered; WithoutSignal relays without one.
 func TestRelayGates(t *testing.T) {
 	e := newEnv(t)
 	s := lagmonitor.Signal{Topic: "orders", Group: "billing", Level: lagmonitor.LevelOK, SuggestedRate: 40, TTL: 10 * time.Minute}
@@ -114,8 +117,8 @@ func TestRelayGates(t *testing.T) {
 	}
 	cl := e.client(t)
 	e.lane(t, cl, Config{}) // creates orders.deferred
-	relay, _ := e.relay(t, RelayConfig{Rate: 1000, SuggestedShare: 0.5})
-	testkit.Eventually(t, 15*time.Second, "the relay to take its share of the suggested rate", func() bool {
+	relay, _ := e.relay(t, RelayConfig{Rate: 1000, SuggestedShare: 0.5, Ramp: 100 * time.Millisecond})
+	testkit.Eventually(t, 15*time.Second, "the relay to take its share of the room", func() bool {
 		return float64(relay.lims["orders"].Limit()) == 20
 	})
 	s.Level, s.SuggestedRate, s.TTL = lagmonitor.LevelHigh, 0, 3*time.Second
@@ -129,7 +132,18 @@ func TestRelayGates(t *testing.T) {
 	if err := cl.ProduceSync(testCtx(t), &kgo.Record{Topic: "orders.deferred", Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 30*time.Second, "the record to be delivered once the high signal expired", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the high signal to expire, the gate saying it waits for a live one", func() bool {
+		d := relay.Stats().Destinations
+		return len(d) == 1 && !d[0].Open && strings.Contains(d[0].Reason, "no live signal")
+	})
+	if got := endOffsets(t, cl, "orders"); got != 0 {
+		t.Fatalf("%d records delivered without a live signal", got)
+	}
+	s.Level, s.SuggestedRate, s.TTL = lagmonitor.LevelOK, 40, 10*time.Minute
+	if _, err := e.pub.Publish(testCtx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, "the record to be delivered once a live ok signal says there is room", func() bool {
 		return endOffsets(t, cl, "orders") == 1
 	})
 }
