@@ -17,8 +17,13 @@ type PartitionStats struct {
 	// terminal: queued plus running.
 	InFlightRecords int
 	InFlightBytes   int64
-	// Running counts handlers running for this partition.
-	Running int
+	// Running counts handlers running for this partition; Lanes is how
+	// many could run at once for the records it holds now: by the
+	// ordering, 1 for a partition with records (OrderPartition), its keys
+	// with records (OrderKey), its records (OrderNone). A monitor samples
+	// Running over Lanes (within MaxConcurrency) to tell how busy the
+	// handlers are.
+	Running, Lanes int
 	// Paused holds the reasons the partition is paused for, as the runtime
 	// decided them; the client applies changes in the next batch.
 	Paused partition.Reasons
@@ -70,8 +75,11 @@ type Stats struct {
 	// handlers are still running).
 	InFlightRecords int
 	BufferedBytes   int64
-	// Running counts handlers running now.
-	Running int
+	// Running counts handlers running now, of MaxConcurrency at most;
+	// Ordering is the runtime's ordering mode.
+	Running        int
+	MaxConcurrency int
+	Ordering       Ordering
 	// Handled counts records handled successfully; Failures counts failed
 	// handler attempts; Refetched counts records refused (full window or
 	// span, byte budget, not yet due) and fetched again later; Diverted
@@ -119,6 +127,8 @@ func (rt *Runtime) Stats() Stats {
 		InFlightRecords: rt.inflight,
 		BufferedBytes:   rt.buffered,
 		Running:         rt.running,
+		MaxConcurrency:  rt.cfg.maxConcurrency,
+		Ordering:        rt.cfg.ordering,
 		CommitErr:       rt.commitErr,
 		LastCommit:      rt.lastCommit,
 		CommitFailures:  rt.commitFails,
@@ -155,6 +165,7 @@ func (rt *Runtime) Stats() Stats {
 			InFlightRecords: ps.win.Records(),
 			InFlightBytes:   ps.win.Bytes(),
 			Running:         ps.running,
+			Lanes:           rt.lanes(ps),
 			Paused:          ps.reasons,
 			Watermark:       wm,
 			Committed:       ps.commit,
@@ -176,6 +187,21 @@ func (rt *Runtime) Stats() Stats {
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 	})
 	return s
+}
+
+// lanes returns how many handlers could run at once for the records ps
+// holds now (see PartitionStats.Lanes). Called with mu held.
+func (rt *Runtime) lanes(ps *pstate) int {
+	n := ps.win.Records()
+	switch {
+	case n == 0:
+		return 0
+	case rt.cfg.ordering == OrderPartition:
+		return 1
+	case rt.cfg.ordering == OrderKey:
+		return max(len(ps.keys)-ps.idleLanes, 1)
+	}
+	return n
 }
 
 // Assigned returns the partitions the group assigned to the runtime's

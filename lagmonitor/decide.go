@@ -2,6 +2,7 @@ package lagmonitor
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -19,6 +20,11 @@ type topicMonitor struct {
 	fast     RateMeter // records handled, over CapacityRateTau: the capacity's measure
 	capacity CapacityEstimator
 	probe    float64 // the room probed above a stale or unknown capacity (see room)
+	// util is how busy the topic's handlers are, smoothed over
+	// utilTau: the handlers running over the slots they could fill
+	// (sampled each evaluation); utilAt when last sampled.
+	util   float64
+	utilAt time.Time
 	last     TopicLag
 	seen     time.Time // when the topic was first found assigned
 	lostAt   time.Time // when it was found no longer assigned (zero while it is)
@@ -84,6 +90,38 @@ func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag
 	return lag, dec
 }
 
+// utilTau is the time constant of a topic's handler utilisation.
+const utilTau = 5 * time.Second
+
+// observeLoad samples the topic's handler utilisation at now.
+func (tm *topicMonitor) observeLoad(now time.Time, ld load) {
+	if ld.slots <= 0 {
+		return
+	}
+	u := min(float64(ld.running)/float64(ld.slots), 1)
+	if tm.utilAt.IsZero() {
+		tm.util, tm.utilAt = u, now
+		return
+	}
+	dt := now.Sub(tm.utilAt)
+	if dt <= 0 {
+		return
+	}
+	tm.util += -math.Expm1(-float64(dt)/float64(utilTau)) * (u - tm.util)
+	tm.utilAt = now
+}
+
+// UtilisationCapacity: a consumer whose handlers are busy less than this
+// fraction of the time has spare capacity its drain rate does not show; a
+// monitor then estimates its capacity as drain rate / utilisation (at
+// least MinUtilisation), and an ok signal's room is at least that much:
+// producers held at a room measured before (a consumer that was slow
+// and is fast again: a downstream outage that ended) are not held there.
+const (
+	UtilisationCapacity = 0.8
+	MinUtilisation      = 0.02
+)
+
 // topicSaturated reports whether a topic works at its capacity: every
 // partition with work (a lag or a drain) is saturated, each held to its
 // part of the offset marks (a topic's offset lag is summed over its
@@ -123,7 +161,11 @@ func (tm *topicMonitor) room(now time.Time, lag *TopicLag, saturated bool, cfg *
 	case cfg.Thresholds.CaughtUp(lag.TimeLag, lag.OffsetLag) && now.Sub(tm.capacity.MeasuredAt()) >= ProbeAfter:
 		tm.probe = ProbeFactor * lag.DrainRate
 	}
-	return max(cfg.Rate.Room(lag.Capacity), tm.probe)
+	room := max(cfg.Rate.Room(lag.Capacity), tm.probe)
+	if !tm.utilAt.IsZero() && tm.util < UtilisationCapacity && cfg.Thresholds.CaughtUp(lag.TimeLag, lag.OffsetLag) {
+		room = max(room, cfg.Rate.Room(lag.DrainRate/max(tm.util, MinUtilisation)))
+	}
+	return room
 }
 
 // selectHot picks the hot partitions among the measured ones: those

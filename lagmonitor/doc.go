@@ -136,8 +136,14 @@
 // [ProbeAfter] (1m) ago or more, or never, the room is at least
 // [ProbeFactor] (1.2) × the drain rate: the capacity is then a lower
 // bound, and whoever fills the room offers a little more until the
-// consumer saturates and is measured again. The signal carries the
-// capacity itself too.
+// consumer saturates and is measured again. And while the consumer is
+// caught up and its handlers are busy less than [UtilisationCapacity]
+// (0.8) of the time (the runtime's running handlers over the slots they
+// could fill, sampled each evaluation, smoothed over 5s), its capacity is
+// at least drain rate / utilisation: a consumer that was slow (a
+// downstream outage) and is fast again does not keep producers at the
+// room it measured while slow. The signal carries the capacity itself
+// too.
 //
 // # Trends
 //

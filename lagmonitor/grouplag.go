@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -28,6 +29,12 @@ type GroupLag struct {
 	// partition time lag.
 	OffsetLag int64
 	TimeLag   time.Duration
+	// UnstableOffsets sums the partitions' records above their last
+	// stable offsets (in open transactions), and LSOStall is the age of
+	// the oldest of them: how long a transaction has held a
+	// read_committed group back, at least.
+	UnstableOffsets int64
+	LSOStall        time.Duration
 }
 
 // GroupPartitionLag is one partition of a [GroupLag]. Its PartitionLag's
@@ -43,6 +50,9 @@ type GroupPartitionLag struct {
 	Member, ClientID, Host string
 	// Err is the error reading the partition's commit or offsets, if any.
 	Err error
+	// lso is the last stable offset when records sit above it (Unstable
+	// > 0): the first record of the oldest open transaction.
+	lso int64
 }
 
 // timestampTimeout bounds reading the records at the committed offsets,
@@ -85,13 +95,45 @@ func DescribeGroupLag(ctx context.Context, brokers []string, group string, topic
 		a, b := out.Partitions[i], out.Partitions[j]
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 	})
+	if err := unstable(ctx, adm, out.Partitions); err != nil {
+		return out, err
+	}
 	if err := readTimeLags(ctx, brokers, opts, out.Partitions, time.Now()); err != nil {
 		return out, err
 	}
 	for _, l := range out.Partitions {
 		out.TimeLag = max(out.TimeLag, l.TimeLag)
+		out.UnstableOffsets += l.Unstable
+		out.LSOStall = max(out.LSOStall, l.LSOStall)
 	}
 	return out, nil
+}
+
+// unstable sets each partition's Unstable: its records above the last
+// stable offset (in transactions still open), which a read_committed
+// group cannot read yet; a group that reads committed records only is
+// stuck behind them while such a transaction hangs.
+func unstable(ctx context.Context, adm *kadm.Client, ls []GroupPartitionLag) error {
+	var topics []string
+	for _, l := range ls {
+		if !slices.Contains(topics, l.Topic) {
+			topics = append(topics, l.Topic)
+		}
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	lsos, err := adm.ListCommittedOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("lagmonitor: last stable offsets: %w", err)
+	}
+	for i := range ls {
+		l := &ls[i]
+		if o, ok := lsos.Lookup(l.Topic, l.Partition); ok && o.Err == nil && o.Offset >= 0 && l.End > o.Offset {
+			l.lso, l.Unstable = o.Offset, l.End-o.Offset
+		}
+	}
+	return nil
 }
 
 // classicGroupLag is kadm's group lag, for a classic group.
@@ -217,36 +259,80 @@ func (g *GroupLag) add(l GroupPartitionLag) {
 }
 
 // readTimeLags sets the time lag of every lagging partition from the
-// timestamp of the first record at or after its committed offset. A
-// partition that cannot be read within timestampTimeout keeps no time lag.
+// timestamp of the first record at or after its committed offset, and the
+// LSO stall of every partition with records above its last stable offset
+// from the timestamp of the record there (the first of the oldest open
+// transaction). A partition that cannot be read within timestampTimeout
+// keeps none.
 func readTimeLags(ctx context.Context, brokers []string, opts []kgo.Opt, ls []GroupPartitionLag, now time.Time) error {
-	at := make(map[string]map[int32]kgo.Offset)
-	pending := 0
+	lagging, stalled := map[string]map[int32]int64{}, map[string]map[int32]int64{}
 	for _, l := range ls {
-		if l.OffsetLag <= 0 || l.Err != nil {
+		if l.Err != nil {
 			continue
 		}
-		if at[l.Topic] == nil {
-			at[l.Topic] = make(map[int32]kgo.Offset)
+		if l.OffsetLag > 0 {
+			setOffset(lagging, l.Topic, l.Partition, l.Next)
 		}
-		at[l.Topic][l.Partition] = kgo.NewOffset().At(l.Next)
-		pending++
+		if l.Unstable > 0 {
+			setOffset(stalled, l.Topic, l.Partition, l.lso)
+		}
 	}
+	for _, c := range []struct {
+		at  map[string]map[int32]int64
+		set func(l *GroupPartitionLag, age time.Duration)
+	}{
+		{lagging, func(l *GroupPartitionLag, age time.Duration) { l.TimeLag = age }},
+		{stalled, func(l *GroupPartitionLag, age time.Duration) { l.LSOStall = age }},
+	} {
+		got, err := readTimestamps(ctx, brokers, opts, c.at)
+		if err != nil {
+			return err
+		}
+		for i := range ls {
+			if ts, ok := got[ls[i].Topic][ls[i].Partition]; ok {
+				c.set(&ls[i], max(now.Sub(ts), 0))
+			}
+		}
+	}
+	return nil
+}
+
+func setOffset(m map[string]map[int32]int64, topic string, p int32, o int64) {
+	if m[topic] == nil {
+		m[topic] = make(map[int32]int64)
+	}
+	m[topic][p] = o
+}
+
+// readTimestamps reads the timestamp of the first record at or after each
+// offset of at (read_uncommitted: the records of open transactions
+// too), within timestampTimeout; a partition not read in time, or not
+// readable, is left out.
+func readTimestamps(ctx context.Context, brokers []string, opts []kgo.Opt, at map[string]map[int32]int64) (map[string]map[int32]time.Time, error) {
+	offsets := make(map[string]map[int32]kgo.Offset)
+	pending := 0
+	for t, ps := range at {
+		offsets[t] = make(map[int32]kgo.Offset)
+		for p, o := range ps {
+			offsets[t][p] = kgo.NewOffset().At(o)
+			pending++
+		}
+	}
+	got := make(map[string]map[int32]time.Time)
 	if pending == 0 {
-		return nil
+		return got, nil
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, append(opts, kgo.ConsumePartitions(at))...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, append(opts, kgo.ConsumePartitions(offsets))...)...)
 	if err != nil {
-		return fmt.Errorf("lagmonitor: client: %w", err)
+		return nil, fmt.Errorf("lagmonitor: client: %w", err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, timestampTimeout)
 	defer cancel()
-	got := make(map[string]map[int32]time.Time)
 	for pending > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			break // the partitions not read keep no time lag
+			break // the partitions not read keep none
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if got[r.Topic] == nil {
@@ -258,13 +344,8 @@ func readTimeLags(ctx context.Context, brokers []string, opts []kgo.Opt, ls []Gr
 			}
 		})
 		if fs.Err0() != nil {
-			break // no rights, a deleted partition...: those keep no time lag
+			break // no rights, a deleted partition...: those keep none
 		}
 	}
-	for i := range ls {
-		if ts, ok := got[ls[i].Topic][ls[i].Partition]; ok {
-			ls[i].TimeLag = max(now.Sub(ts), 0)
-		}
-	}
-	return nil
+	return got, nil
 }

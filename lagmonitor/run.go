@@ -111,8 +111,9 @@ func (m *Monitor) evaluate() {
 // held.
 func (m *Monitor) step(now time.Time, st consumer.Stats, assigned map[string][]int32) []LevelEvent {
 	var events []LevelEvent
+	loads := loadOf(st, assigned)
 	for topic, parts := range m.measure(now, st, assigned) {
-		if e := m.decideTopic(now, topic, parts); e != nil {
+		if e := m.decideTopic(now, topic, parts, loads[topic]); e != nil {
 			events = append(events, *e)
 		}
 	}
@@ -192,7 +193,7 @@ func (m *Monitor) input(k partKey, ps *consumer.PartitionStats) partInput {
 // signal to the publisher when one is due: at once on a level change (or
 // the first signal), else every Heartbeat. It returns the level change
 // to report, if any. Called with mu held.
-func (m *Monitor) decideTopic(now time.Time, topic string, parts []PartitionLag) *LevelEvent {
+func (m *Monitor) decideTopic(now time.Time, topic string, parts []PartitionLag, ld load) *LevelEvent {
 	tm := m.topic(topic, now)
 	tm.lostAt = time.Time{}
 	unmeasured := false
@@ -207,6 +208,7 @@ func (m *Monitor) decideTopic(now time.Time, topic string, parts []PartitionLag)
 			Reason: "not measured yet: nothing published", Unmeasured: unmeasuredOf(parts)}
 		return nil
 	}
+	tm.observeLoad(now, ld)
 	lag, dec := tm.decide(now, topic, parts, max(m.listed.counts[topic], int(maxPart)+1), &m.cfg)
 	lag.LastPublished = tm.last.LastPublished
 	tm.last = lag
@@ -221,6 +223,47 @@ func (m *Monitor) decideTopic(now time.Time, topic string, parts []PartitionLag)
 		tm.next, tm.signaled, tm.sent = now.Add(m.cfg.Heartbeat), true, lag.Level
 	}
 	return ev
+}
+
+// load is how busy a topic's handlers are at one moment: the handlers
+// running for its partitions, of the most that could run for them
+// (slots): one per partition under OrderPartition, else one per lane of
+// records its partitions hold (a partition without any counts one),
+// within MaxConcurrency.
+type load struct{ running, slots int }
+
+// loadOf samples each topic's load from the runtime's stats.
+func loadOf(st consumer.Stats, assigned map[string][]int32) map[string]load {
+	lanes := map[partKey]int{}
+	out := map[string]load{}
+	for _, ps := range st.Partitions {
+		l := out[ps.Topic]
+		l.running += ps.Running
+		out[ps.Topic] = l
+		lanes[partKey{ps.Topic, ps.Partition}] = max(ps.Lanes, 1)
+	}
+	for t, ps := range assigned {
+		for _, p := range ps {
+			if _, ok := lanes[partKey{t, p}]; !ok {
+				lanes[partKey{t, p}] = 1
+			}
+		}
+	}
+	for k, n := range lanes {
+		l := out[k.topic]
+		if st.Ordering == consumer.OrderPartition {
+			n = 1
+		}
+		l.slots += n
+		out[k.topic] = l
+	}
+	for t, l := range out {
+		if st.MaxConcurrency > 0 {
+			l.slots = min(l.slots, st.MaxConcurrency)
+		}
+		out[t] = l
+	}
+	return out
 }
 
 func unmeasuredOf(parts []PartitionLag) []int32 {

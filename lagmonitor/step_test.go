@@ -50,16 +50,19 @@ func stepAt(m *Monitor, now time.Time, parts ...consumer.PartitionStats) map[str
 }
 
 // held returns a partition whose oldest record, at next, was stamped age
-// before now, with end records in its log, fetched at now.
+// before now, with end records in its log, fetched at now; its handler
+// busy.
 func held(p int32, next, end int64, age time.Duration, now time.Time) consumer.PartitionStats {
 	return consumer.PartitionStats{Topic: "orders", Partition: p, Next: next, OldestTimestamp: now.Add(-age),
-		HighWatermark: end, LastStable: end, FetchedAt: now, Committed: -1}
+		HighWatermark: end, LastStable: end, FetchedAt: now, Committed: -1, Running: 1, Lanes: 1}
 }
 
-// caughtUp returns a partition with nothing left to handle.
+// caughtUp returns a partition with nothing left to handle, its handler
+// busy at the moment sampled (a consumer working near its capacity: see
+// TestMonitorRoomFromUtilisation for one that is not).
 func caughtUp(p int32, end int64, now time.Time, completed uint64) consumer.PartitionStats {
 	return consumer.PartitionStats{Topic: "orders", Partition: p, Next: end, HighWatermark: end, LastStable: end,
-		FetchedAt: now, Committed: end, Completed: completed}
+		FetchedAt: now, Committed: end, Completed: completed, Running: 1, Lanes: 1}
 }
 
 func topicLag(t *testing.T, m *Monitor) TopicLag {
@@ -371,5 +374,49 @@ func TestMonitorProbesRoom(t *testing.T) {
 	}
 	if s.Level != LevelOK || s.Capacity < 45 || s.Capacity > 55 || !near(s.SuggestedRate, DefaultRoomFraction*s.Capacity) {
 		t.Fatalf("caught up after a saturated stretch at 50/s: capacity %.1f, suggested %.1f; want about 50, and 0.95 of it", s.Capacity, s.SuggestedRate)
+	}
+}
+
+// TestMonitorRoomFromUtilisation: a consumer whose capacity was measured
+// low (it was slow: a downstream outage) and that now keeps up with its
+// handlers mostly idle has more room than that capacity says: an ok
+// signal suggests drain / utilisation, so that producers held at the old
+// room are not held there. One whose handlers stay busy gets the measured
+// room alone.
+func TestMonitorRoomFromUtilisation(t *testing.T) {
+	for _, busy := range []bool{false, true} {
+		m := stepMonitor(t, Config{Thresholds: Thresholds{Elevated: Mark{TimeLag: 5 * time.Second}, High: Mark{TimeLag: 30 * time.Second},
+			Critical: Mark{TimeLag: 2 * time.Minute}, ExitFraction: 0.5, Dwell: 5 * time.Second}})
+		var s Signal
+		next, end := int64(0), int64(0)
+		for i := range 80 {
+			now := lagT0.Add(time.Duration(i) * time.Second)
+			end += 80 // 80/s arrive
+			var p consumer.PartitionStats
+			if i < 30 { // slow: 50/s against a backlog
+				next += 50
+				p = held(0, next, end, time.Duration(end-next)*time.Second/80, now)
+			} else { // fast again: caught up, 80/s
+				next = end
+				p = caughtUp(0, end, now, 0)
+				if !busy {
+					p.Running = 0 // its handlers idle at nearly every sample
+				}
+			}
+			p.Completed = uint64(next)
+			if it, ok := stepAt(m, now, p)["orders"]; ok {
+				s = it.sig
+			}
+		}
+		if s.Level != LevelOK {
+			t.Fatalf("busy %v: level %v at the end, want ok", busy, s.Level)
+		}
+		if busy && !near(s.SuggestedRate, DefaultRoomFraction*s.Capacity) {
+			t.Errorf("handlers busy: suggested %.1f, want the measured room %.1f", s.SuggestedRate, DefaultRoomFraction*s.Capacity)
+		}
+		if !busy && s.SuggestedRate < 10*s.DrainRate {
+			t.Errorf("handlers idle: suggested %.1f with a drain of %.1f/s (capacity measured %.1f), want far above it", s.SuggestedRate, s.DrainRate, s.Capacity)
+		}
+		t.Logf("busy %v: capacity %.1f, drain %.1f, suggested %.1f", busy, s.Capacity, s.DrainRate, s.SuggestedRate)
 	}
 }

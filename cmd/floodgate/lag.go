@@ -40,6 +40,9 @@ func lagCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			"shows \"-\". The level is the one the time lag reaches (--elevated, --high,\n"+
 			"--critical); with --watch it moves with the lag monitor's hysteresis, and\n"+
 			"the drain rate is the committed offsets' progress between two measures.\n"+
+			"OPEN-TXN counts the records above a partition's last stable offset (in\n"+
+			"transactions still open) and the age of the oldest: a read_committed\n"+
+			"group cannot read past them, so a hanging transaction shows there.\n"+
 			"It joins no group and commits nothing.\n\n"+
 			"Exit status: 0, 1 if the group cannot be measured, 2 for bad flags.\n\nflags:\n")
 		fs.PrintDefaults()
@@ -121,7 +124,11 @@ type lagJSON struct {
 	TimeLagMs int64         `json:"time_lag_ms"`
 	DrainRate *float64      `json:"drain_rate"` // null until two measures
 	Level     string        `json:"level"`
-	Parts     []lagPartJSON `json:"partitions"`
+	// Records above the last stable offsets (open transactions) and the
+	// age of the oldest: what holds a read_committed group back.
+	UnstableOffsets int64         `json:"unstable_offsets"`
+	LSOStallMs      int64         `json:"lso_stall_ms"`
+	Parts           []lagPartJSON `json:"partitions"`
 }
 
 type lagPartJSON struct {
@@ -133,6 +140,8 @@ type lagPartJSON struct {
 	TimeLagMs int64    `json:"time_lag_ms"`
 	DrainRate *float64 `json:"drain_rate"`
 	Level     string   `json:"level"`
+	Unstable  int64    `json:"unstable_offsets"`
+	LSOStall  int64    `json:"lso_stall_ms"`
 	Member    string   `json:"member,omitempty"`
 	ClientID  string   `json:"client_id,omitempty"`
 	Host      string   `json:"host,omitempty"`
@@ -140,7 +149,8 @@ type lagPartJSON struct {
 }
 
 func lagReport(gl lagmonitor.GroupLag, level lagmonitor.Level, th lagmonitor.Thresholds, prev *lagmonitor.GroupLag, dt time.Duration) lagJSON {
-	rep := lagJSON{Group: gl.Group, State: gl.State, OffsetLag: gl.OffsetLag, TimeLagMs: gl.TimeLag.Milliseconds(), Level: level.String()}
+	rep := lagJSON{Group: gl.Group, State: gl.State, OffsetLag: gl.OffsetLag, TimeLagMs: gl.TimeLag.Milliseconds(), Level: level.String(),
+		UnstableOffsets: gl.UnstableOffsets, LSOStallMs: gl.LSOStall.Milliseconds()}
 	prevCommit := map[string]int64{}
 	if prev != nil {
 		for _, p := range prev.Partitions {
@@ -151,7 +161,8 @@ func lagReport(gl lagmonitor.GroupLag, level lagmonitor.Level, th lagmonitor.Thr
 	haveRate := false
 	for _, p := range gl.Partitions {
 		j := lagPartJSON{Topic: p.Topic, Partition: p.Partition, Committed: p.Next, End: p.End, TimeLagMs: p.TimeLag.Milliseconds(),
-			Level: th.EntryLevel(p.TimeLag, p.OffsetLag).String(), Member: p.Member, ClientID: p.ClientID, Host: p.Host}
+			Level: th.EntryLevel(p.TimeLag, p.OffsetLag).String(), Member: p.Member, ClientID: p.ClientID, Host: p.Host,
+			Unstable: p.Unstable, LSOStall: p.LSOStall.Milliseconds()}
 		if p.Next >= 0 {
 			lag := p.OffsetLag
 			j.Lag = &lag
@@ -178,7 +189,7 @@ func writeLagTable(w io.Writer, rep lagJSON, watch bool) {
 		fmt.Fprintf(w, "%s\n", rep.At.Format(time.RFC3339))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tTIME-LAG\tRATE/s\tLEVEL\tMEMBER")
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCOMMITTED\tEND\tLAG\tTIME-LAG\tRATE/s\tLEVEL\tOPEN-TXN\tMEMBER")
 	for _, p := range rep.Parts {
 		committed, lag := "-", "-"
 		if p.Committed >= 0 {
@@ -194,14 +205,24 @@ func writeLagTable(w io.Writer, rep lagJSON, watch bool) {
 		if p.Error != "" {
 			member += " error: " + p.Error
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Topic, p.Partition, committed, p.End, lag,
-			fmtMillis(p.TimeLagMs), fmtRate(p.DrainRate), p.Level, member)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Topic, p.Partition, committed, p.End, lag,
+			fmtMillis(p.TimeLagMs), fmtRate(p.DrainRate), p.Level, fmtOpen(p.Unstable, p.LSOStall), member)
 	}
-	fmt.Fprintf(tw, "total\t\t\t\t%d\t%s\t%s\t%s\tgroup %s (%s)\n", rep.OffsetLag, fmtMillis(rep.TimeLagMs), fmtRate(rep.DrainRate), rep.Level, rep.Group, rep.State)
+	fmt.Fprintf(tw, "total\t\t\t\t%d\t%s\t%s\t%s\t%s\tgroup %s (%s)\n", rep.OffsetLag, fmtMillis(rep.TimeLagMs), fmtRate(rep.DrainRate), rep.Level,
+		fmtOpen(rep.UnstableOffsets, rep.LSOStallMs), rep.Group, rep.State)
 	tw.Flush()
 }
 
 func fmtMillis(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() }
+
+// fmtOpen shows the records in open transactions and the oldest's age:
+// "-" when none.
+func fmtOpen(n, ageMs int64) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d (%s)", n, fmtMillis(ageMs))
+}
 
 func fmtRate(r *float64) string {
 	if r == nil {
