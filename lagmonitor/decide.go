@@ -25,9 +25,9 @@ type topicMonitor struct {
 	// (sampled each evaluation); utilAt when last sampled.
 	util   float64
 	utilAt time.Time
-	last     TopicLag
-	seen     time.Time // when the topic was first found assigned
-	lostAt   time.Time // when it was found no longer assigned (zero while it is)
+	last   TopicLag
+	seen   time.Time // when the topic was first found assigned
+	lostAt time.Time // when it was found no longer assigned (zero while it is)
 
 	next     time.Time // when a signal is due, level change or not
 	signaled bool      // a signal was handed to the publisher

@@ -117,13 +117,13 @@ func lagCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 // lagJSON is one measure as --json prints it.
 type lagJSON struct {
-	At        time.Time     `json:"at"`
-	Group     string        `json:"group"`
-	State     string        `json:"state"`
-	OffsetLag int64         `json:"offset_lag"`
-	TimeLagMs int64         `json:"time_lag_ms"`
-	DrainRate *float64      `json:"drain_rate"` // null until two measures
-	Level     string        `json:"level"`
+	At        time.Time `json:"at"`
+	Group     string    `json:"group"`
+	State     string    `json:"state"`
+	OffsetLag int64     `json:"offset_lag"`
+	TimeLagMs int64     `json:"time_lag_ms"`
+	DrainRate *float64  `json:"drain_rate"` // null until two measures
+	Level     string    `json:"level"`
 	// Records above the last stable offsets (open transactions) and the
 	// age of the oldest: what holds a read_committed group back.
 	UnstableOffsets int64         `json:"unstable_offsets"`
