@@ -214,9 +214,9 @@ func writeWatchLine(w io.Writer, l watchLine) {
 		if s.SuggestedRate > 0 {
 			rate = fmt.Sprintf("%.1f/s", s.SuggestedRate)
 		}
-		fmt.Fprintf(w, "%s %s topic=%s group=%s instance=%s seq=%d level=%s offset_lag=%d time_lag=%v drain=%.1f/s suggested=%s ttl=%v reason=%q\n",
+		fmt.Fprintf(w, "%s %s topic=%s group=%s instance=%s seq=%d level=%s offset_lag=%d time_lag=%v drain=%.1f/s suggested=%s%s ttl=%v reason=%q\n",
 			prefix, s.IssuedAt.Format("15:04:05.000"), s.Topic, s.Group, s.Instance, s.Seq, s.Level, s.OffsetLag,
-			s.TimeLag.Round(time.Millisecond), s.DrainRate, rate, s.TTL, s.Reason)
+			s.TimeLag.Round(time.Millisecond), s.DrainRate, rate, signalExtras(s), s.TTL, s.Reason)
 	case l.Error != "":
 		fmt.Fprintf(w, "%s key=%q error=%s\n", prefix, l.Key, l.Error)
 	case l.IssuedAtMs != 0:
@@ -224,6 +224,36 @@ func writeWatchLine(w io.Writer, l watchLine) {
 	default:
 		fmt.Fprintf(w, "%s key=%q\n", prefix, l.Key)
 	}
+}
+
+// signalExtras writes a signal's optional fields that are set: its
+// capacity, its share of the topic's partitions, its hot partitions over
+// the rest's level, and the records in open transactions.
+func signalExtras(s *lagmonitor.Signal) string {
+	var b strings.Builder
+	if s.Capacity > 0 {
+		fmt.Fprintf(&b, " capacity=%.1f/s", s.Capacity)
+	}
+	if s.Partitions > 0 {
+		fmt.Fprintf(&b, " partitions=%d/%d", s.Partitions, s.TopicPartitions)
+	}
+	if len(s.Hot) > 0 {
+		b.WriteString(" hot=")
+		for i, h := range s.Hot {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%d:%s:%v", h.Partition, h.Level, h.TimeLag.Round(time.Millisecond))
+			if h.SuggestedRate > 0 {
+				fmt.Fprintf(&b, ":%.1f/s", h.SuggestedRate)
+			}
+		}
+		fmt.Fprintf(&b, " rest=%s", s.RestLevel)
+	}
+	if s.UnstableOffsets > 0 {
+		fmt.Fprintf(&b, " open_txn=%d(%v)", s.UnstableOffsets, s.LSOStall.Round(time.Millisecond))
+	}
+	return b.String()
 }
 
 // controlPartitions returns the control topic's partition count.

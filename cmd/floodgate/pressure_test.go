@@ -199,3 +199,19 @@ func TestWatchSignatures(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchShowsAddedFields: the watch's line names a signal's capacity,
+// share, hot partitions and open transactions when they are set, and
+// nothing of them when not (a signal of an older monitor).
+func TestWatchShowsAddedFields(t *testing.T) {
+	s := lagmonitor.Signal{Capacity: 1600.5, Partitions: 3, TopicPartitions: 12, RestLevel: lagmonitor.LevelOK,
+		Hot:             []lagmonitor.HotPartition{{Partition: 7, Level: lagmonitor.LevelHigh, TimeLag: 42500 * time.Millisecond, SuggestedRate: 180.5}},
+		UnstableOffsets: 40, LSOStall: 65 * time.Second}
+	want := " capacity=1600.5/s partitions=3/12 hot=7:high:42.5s:180.5/s rest=ok open_txn=40(1m5s)"
+	if got := signalExtras(&s); got != want {
+		t.Errorf("extras %q, want %q", got, want)
+	}
+	if got := signalExtras(&lagmonitor.Signal{}); got != "" {
+		t.Errorf("extras of a signal without them: %q", got)
+	}
+}
