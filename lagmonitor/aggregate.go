@@ -66,6 +66,9 @@ type Pressure struct {
 type PartitionPressure struct {
 	Level Level
 	Rate  float64
+	// Capacity is the most the partition was measured to drain, as its
+	// owner names it (0: unknown).
+	Capacity float64
 	// TimeLag is the largest time lag named for it.
 	TimeLag time.Duration
 	// Group and Instance name the signal that named it hottest.
@@ -274,6 +277,9 @@ func hotOf(counted []*Signal) (Level, map[int32]PartitionPressure) {
 				pp.Level, pp.Group, pp.Instance = h.Level, s.Group, s.Instance
 			}
 			pp.TimeLag = max(pp.TimeLag, h.TimeLag)
+			if h.Capacity > 0 && (pp.Capacity == 0 || h.Capacity < pp.Capacity) {
+				pp.Capacity = h.Capacity
+			}
 			if r := rateOf(h.SuggestedRate); r > 0 && (pp.Rate == 0 || r < pp.Rate) {
 				pp.Rate = r
 			}

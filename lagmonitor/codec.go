@@ -83,6 +83,7 @@ type wireHot struct {
 	TimeLagMs     int64   `json:"time_lag_ms"`
 	DrainRate     float64 `json:"drain_rate"`
 	SuggestedRate float64 `json:"suggested_rate"`
+	Capacity      float64 `json:"capacity,omitempty"`
 }
 
 // Encode returns the control-topic key and value of s: the key is
@@ -195,7 +196,7 @@ func toWire(s *Signal) wireSignal {
 		w.Hot = make([]wireHot, len(s.Hot))
 		for i, h := range s.Hot {
 			w.Hot[i] = wireHot{Partition: int64(h.Partition), Level: h.Level.String(), OffsetLag: h.OffsetLag,
-				TimeLagMs: h.TimeLag.Milliseconds(), DrainRate: h.DrainRate, SuggestedRate: h.SuggestedRate}
+				TimeLagMs: h.TimeLag.Milliseconds(), DrainRate: h.DrainRate, SuggestedRate: h.SuggestedRate, Capacity: h.Capacity}
 		}
 	}
 	return w
@@ -229,7 +230,7 @@ func fromWire(w *wireSignal) Signal {
 		s.Hot = make([]HotPartition, len(w.Hot))
 		for i, h := range w.Hot {
 			s.Hot[i] = HotPartition{Partition: int32(h.Partition), Level: mustLevel(h.Level), OffsetLag: h.OffsetLag,
-				TimeLag: time.Duration(h.TimeLagMs) * time.Millisecond, DrainRate: h.DrainRate, SuggestedRate: h.SuggestedRate}
+				TimeLag: time.Duration(h.TimeLagMs) * time.Millisecond, DrainRate: h.DrainRate, SuggestedRate: h.SuggestedRate, Capacity: h.Capacity}
 		}
 	}
 	return s
@@ -402,7 +403,7 @@ func rawLevel(r json.RawMessage, dst *string) error {
 
 // hotFields are the fields of a hot partition's object; the first four
 // are required.
-var hotFields = []string{"partition", "level", "offset_lag", "time_lag_ms", "drain_rate", "suggested_rate"}
+var hotFields = []string{"partition", "level", "offset_lag", "time_lag_ms", "drain_rate", "suggested_rate", "capacity"}
 
 // rawHot reads the hot partitions: an array of at most MaxHot objects.
 func rawHot(r json.RawMessage) ([]wireHot, error) {
@@ -427,6 +428,7 @@ func rawHot(r json.RawMessage) ([]wireHot, error) {
 			func(r json.RawMessage) error { return setInt(r, &h.TimeLagMs) },
 			func(r json.RawMessage) error { return setFloat(r, &h.DrainRate) },
 			func(r json.RawMessage) error { return setFloat(r, &h.SuggestedRate) },
+			func(r json.RawMessage) error { return setFloat(r, &h.Capacity) },
 		}
 		for j, set := range sets {
 			if raw[j] == nil {
@@ -603,7 +605,7 @@ func (w *wireSignal) checkPartitions() error {
 		if err := checkCounts(map[string]int64{"hot offset_lag": h.OffsetLag, "hot time_lag_ms": h.TimeLagMs}); err != nil {
 			return err
 		}
-		if err := checkRates(map[string]float64{"hot drain_rate": h.DrainRate, "hot suggested_rate": h.SuggestedRate}); err != nil {
+		if err := checkRates(map[string]float64{"hot drain_rate": h.DrainRate, "hot suggested_rate": h.SuggestedRate, "hot capacity": h.Capacity}); err != nil {
 			return err
 		}
 	}

@@ -277,7 +277,7 @@ func testSignalFull() lagmonitor.Signal {
 	s.Capacity = 1600.5
 	s.Partitions, s.TopicPartitions = 3, 12
 	s.Hot = []lagmonitor.HotPartition{
-		{Partition: 7, Level: lagmonitor.LevelHigh, OffsetLag: 90000, TimeLag: 42500 * time.Millisecond, DrainRate: 210, SuggestedRate: 180.5},
+		{Partition: 7, Level: lagmonitor.LevelHigh, OffsetLag: 90000, TimeLag: 42500 * time.Millisecond, DrainRate: 210, SuggestedRate: 180.5, Capacity: 215},
 		{Partition: 2, Level: lagmonitor.LevelElevated, OffsetLag: 20000, TimeLag: 9 * time.Second, DrainRate: 400},
 	}
 	s.RestLevel = lagmonitor.LevelOK
@@ -287,7 +287,7 @@ func testSignalFull() lagmonitor.Signal {
 
 // goldenValueFull is testSignalFull on the wire: the fields added within
 // version 1 sit between suggested_rate and reason, each omitted when zero.
-const goldenValueFull = `{"version":1,"group":"billing","topic":"orders","instance":"billing-host1-4242-9f8e7d6c","seq":17,"level":"high","offset_lag":120000,"time_lag_ms":42500,"drain_rate":1520.25,"suggested_rate":1400,"capacity":1600.5,"partitions":3,"topic_partitions":12,"paused":{"lag":2,"window_full":1},"hot":[{"partition":7,"level":"high","offset_lag":90000,"time_lag_ms":42500,"drain_rate":210,"suggested_rate":180.5},{"partition":2,"level":"elevated","offset_lag":20000,"time_lag_ms":9000,"drain_rate":400,"suggested_rate":0}],"rest_level":"ok","unstable_offsets":40,"lso_stall_ms":65000,"reason":"time lag 42.5s over 30s <for 3 windows>","issued_at_ms":1767225600123,"ttl_ms":15000}`
+const goldenValueFull = `{"version":1,"group":"billing","topic":"orders","instance":"billing-host1-4242-9f8e7d6c","seq":17,"level":"high","offset_lag":120000,"time_lag_ms":42500,"drain_rate":1520.25,"suggested_rate":1400,"capacity":1600.5,"partitions":3,"topic_partitions":12,"paused":{"lag":2,"window_full":1},"hot":[{"partition":7,"level":"high","offset_lag":90000,"time_lag_ms":42500,"drain_rate":210,"suggested_rate":180.5,"capacity":215},{"partition":2,"level":"elevated","offset_lag":20000,"time_lag_ms":9000,"drain_rate":400,"suggested_rate":0}],"rest_level":"ok","unstable_offsets":40,"lso_stall_ms":65000,"reason":"time lag 42.5s over 30s <for 3 windows>","issued_at_ms":1767225600123,"ttl_ms":15000}`
 
 // TestCodecCompatibility: the fields added within version 1 are
 // optional both ways. A reader of the first release (which knows only

@@ -205,7 +205,7 @@ func selectHot(parts []PartitionLag, level Level, rc RateConfig) ([]HotPartition
 		hot := make([]HotPartition, n)
 		for i, p := range sorted[:n] {
 			hot[i] = HotPartition{Partition: p.Partition, Level: p.Level, OffsetLag: p.OffsetLag, TimeLag: p.TimeLag,
-				DrainRate: p.DrainRate, SuggestedRate: rc.Suggest(p.Capacity, p.OffsetLag, p.Level)}
+				DrainRate: p.DrainRate, SuggestedRate: rc.Suggest(p.Capacity, p.OffsetLag, p.Level), Capacity: p.Capacity}
 		}
 		return hot, sorted[n].Level
 	}

@@ -247,7 +247,8 @@
 //	                         rest_level and at most level, "offset_lag" integer,
 //	                         "time_lag_ms" integer, "drain_rate" number
 //	                         (optional), "suggested_rate" number (optional, 0:
-//	                         none)}, partitions distinct
+//	                         none), "capacity" number (optional, 0: unknown)},
+//	                         partitions distinct
 //	rest_level      string   present exactly when hot is: the level of the
 //	                         instance's other partitions, at most level
 //	unstable_offsets integer optional, >= 0: records above the last stable

@@ -120,8 +120,10 @@ type HotPartition struct {
 	TimeLag   time.Duration
 	// DrainRate is the partition's records handled per second,
 	// smoothed; SuggestedRate the rate producers together should keep
-	// the records bound for it under (0: no suggestion).
-	DrainRate, SuggestedRate float64
+	// the records bound for it under (0: no suggestion); Capacity the
+	// most it was measured to drain (0: unknown), from which producers
+	// take its room once it is no longer hot.
+	DrainRate, SuggestedRate, Capacity float64
 }
 
 // LevelOf returns the level s gives to records bound for partition p: the

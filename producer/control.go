@@ -59,6 +59,18 @@ const (
 	modeRecovering             // back to ok from pressure: limits ramping up to the demand, or to the room
 )
 
+// Easing. When the level drops (to ok, or to any lower level), a class
+// the new level's row admits but the old one did not is not admitted at
+// once: it eases, held to a rate that rises over Ramp from its rate under
+// the old level (0 if it was refused) to its part of the rate the new
+// level's signal suggests (under pressure, the suggested rate; at ok,
+// the room), or to its demand when the signal suggests none; past the
+// ramp it holds there while the demand exceeds that rate, and is admitted
+// once the demand falls under capRelease of it. Admitting the demand at
+// once would put the consumers back where they were: a demand they
+// cannot take climbs back to overload them, cycle after cycle. A rise in
+// level ends the easing of the classes its row does not admit.
+
 // topicCtl is the admission state of one followed topic: the pressure it
 // obeys, the rates measured, each class's action and rate, and the
 // limiters. It does no I/O and reads no clock (every time is an
@@ -71,11 +83,12 @@ type topicCtl struct {
 	live bool // p counts at least one live signal
 
 	mode       mode
-	rampAt     time.Time // when the recovery began
-	computedAt time.Time // when the actions and rates were last computed
-	rampFrom   []float64 // per rank: the class's rate when the recovery began; -1: admitted, not ramped
-	progress   float64   // the ramp's progress at computedAt, in [0, 1]
-	capped     bool      // the ramp is over and holds at the room: the demand exceeds it
+	lastLevel  lagmonitor.Level // the level the actions were last computed at
+	rampAt     time.Time        // when the easing began
+	computedAt time.Time        // when the actions and rates were last computed
+	rampFrom   []float64        // per rank: the easing class's rate when it began; -1: not easing
+	progress   float64          // the easing's progress at computedAt, in [0, 1]
+	capped     bool             // the easing is over and holds at the rate: the demand exceeds it
 
 	actions []Action        // per rank: the action in force
 	allow   []float64       // per rank: the rate of a Limit class, records/s; 0: none
@@ -99,7 +112,7 @@ func newTopicCtl(cfg *ctlConfig) *topicCtl {
 	n := len(cfg.classes)
 	t := &topicCtl{
 		cfg:      cfg,
-		rampFrom: make([]float64, n),
+		rampFrom: slices.Repeat([]float64{-1}, n),
 		actions:  make([]Action, n),
 		allow:    make([]float64, n),
 		lim:      make([]*rate.Limiter, n),
@@ -193,13 +206,18 @@ func (t *topicCtl) stale(now time.Time) bool {
 	return t.live && !now.Before(t.p.ExpiresAt)
 }
 
-// tick moves a recovery ramp on at now, if a step is due, and reports
+// tick moves an easing ramp on at now, if a step is due, and reports
 // whether the limits changed enough to wake waiting records.
 func (t *topicCtl) tick(now time.Time) bool {
-	if t.mode == modeRecovering && now.Sub(t.computedAt) >= t.cfg.ramp/rampSteps {
+	if t.easing() && now.Sub(t.computedAt) >= t.cfg.ramp/rampSteps {
 		return t.recompute(now)
 	}
 	return false
+}
+
+// easing reports whether a class eases (see "Easing").
+func (t *topicCtl) easing() bool {
+	return slices.ContainsFunc(t.rampFrom, func(f float64) bool { return f >= 0 })
 }
 
 // decide returns the action in force at now for the class of rank, and
@@ -232,19 +250,21 @@ func (t *topicCtl) recompute(now time.Time) bool {
 	oldMode, oldActions, oldAllow := t.mode, slices.Clone(t.actions), slices.Clone(t.allow)
 	t.computedAt = now
 	t.share = t.shareNow()
-	level := t.level()
-	switch {
-	case !t.live:
-		t.free() // fail-open: no live signal lifts every limit at once, ramp or not
-	case level > lagmonitor.LevelOK:
-		t.pressured(level)
-	case t.mode == modePressured && t.cfg.ramp > 0:
-		t.beginRecovery(now)
-		t.recover(now)
-	case t.mode == modeRecovering:
-		t.recover(now)
-	default:
-		t.free()
+	if !t.live {
+		t.free() // fail-open: no live signal lifts every limit at once, easing or not
+	} else {
+		level := t.p.Level
+		t.track(now, level)
+		t.applyRow(level)
+		t.ease(now, level)
+		switch {
+		case level > lagmonitor.LevelOK:
+			t.mode = modePressured
+		case t.easing():
+			t.mode = modeRecovering
+		default:
+			t.mode = modeFree
+		}
 	}
 	t.setLimiters(now)
 
@@ -287,18 +307,53 @@ func (t *topicCtl) effShare() float64 {
 
 func (t *topicCtl) free() {
 	t.mode, t.noRate, t.progress, t.capped, t.corr = modeFree, false, 0, false, 1
+	t.lastLevel = lagmonitor.LevelOK
 	for i := range t.actions {
-		t.actions[i], t.allow[i], t.base[i] = Admit, 0, 0
+		t.actions[i], t.allow[i], t.base[i], t.rampFrom[i] = Admit, 0, 0, -1
 	}
 }
 
-// pressured applies the policy's row for level: with a suggested rate,
-// this producer's share of it split by class; without, each limited
-// class held to a fraction of its own demand when the limit began.
-func (t *topicCtl) pressured(level lagmonitor.Level) {
-	t.mode, t.progress = modePressured, 0
+// track begins or ends easing at now on a change of level to level (see
+// "Easing"): on a drop, each class the new row admits and the rates in
+// force did not eases from its rate now (0 if refused); on a rise, the
+// classes the new row does not admit stop easing. It is called before
+// the new row is applied, while the actions and rates are the old ones.
+func (t *topicCtl) track(now time.Time, level lagmonitor.Level) {
+	switch {
+	case level < t.lastLevel && t.cfg.ramp > 0:
+		for r, a := range t.actions {
+			if t.cfg.policy.cell(level, r) != Admit || a == Admit {
+				continue
+			}
+			t.rampFrom[r] = 0
+			if a == Limit {
+				t.rampFrom[r] = t.allow[r]
+			}
+		}
+		t.rampAt, t.capped = now, false
+	case level > t.lastLevel:
+		for r := range t.rampFrom {
+			if t.cfg.policy.cell(level, r) != Admit {
+				t.rampFrom[r] = -1
+			}
+		}
+	}
+	t.lastLevel = level
+}
+
+// applyRow sets the actions and rates of the policy's row for level: at
+// ok every class admitted; above, with a suggested rate, this producer's
+// share of it split by class; without, each limited class held to a
+// fraction of its own demand when the limit began.
+func (t *topicCtl) applyRow(level lagmonitor.Level) {
+	t.progress, t.capped = 0, t.capped && t.easing()
 	for r := range t.actions {
 		t.actions[r], t.allow[r] = t.cfg.policy.cell(level, r), 0
+	}
+	if level == lagmonitor.LevelOK {
+		t.noRate = false
+		clear(t.base)
+		return
 	}
 	if suggested := t.p.Rate; suggested > 0 {
 		t.noRate = false
@@ -347,64 +402,47 @@ func (t *topicCtl) split(total float64, allow []float64) {
 	}
 }
 
-// beginRecovery starts the ramp at now from the rates in force: a
-// limited class from its rate, a refused one from 0; an admitted class
-// stays admitted.
-func (t *topicCtl) beginRecovery(now time.Time) {
-	t.mode, t.rampAt = modeRecovering, now
-	for r, a := range t.actions {
-		switch a {
-		case Admit:
-			t.rampFrom[r] = -1
-		case Limit:
-			t.rampFrom[r] = t.allow[r]
-		default:
-			t.rampFrom[r] = 0
-		}
-	}
-}
-
-// recover sets the ramp's rates at now: each ramped class's rate rises
-// linearly, over Ramp, from where it began to its target: its part of the
-// room (the rate an ok signal suggests: a little under the consumers'
-// capacity), split as under pressure, or its demand when the room is
-// unknown. Once the ramp is over every limit lifts, unless the demand
-// exceeds the room: the limits then hold at the room (capped) until the
-// demand falls under capRelease of it, so that a demand the consumers
-// cannot take does not climb back to overload them at ok, cycle after
-// cycle.
-func (t *topicCtl) recover(now time.Time) {
-	progress := min(max(float64(now.Sub(t.rampAt))/float64(t.cfg.ramp), 0), 1)
-	t.noRate = false
-	ramped := false
-	for r := range t.actions {
-		t.actions[r] = Admit
-		if t.rampFrom[r] >= 0 {
-			t.actions[r], ramped = Limit, true
-		}
-	}
-	if !ramped {
-		t.free()
+// ease sets the rates of the easing classes at now (see "Easing"): each
+// is limited to a rate rising linearly from where it began to its part of
+// the rate the signal suggests at level (the room at ok), split as under
+// pressure with the easing classes counted as limited, or to its demand
+// when none is suggested; past the ramp the rates hold while the demand
+// exceeds the suggested rate, and the easing ends otherwise (the row
+// applied is then the level's own).
+func (t *topicCtl) ease(now time.Time, level lagmonitor.Level) {
+	if !t.easing() {
 		return
 	}
-	room := t.p.Rate * t.effShare()
+	progress := min(max(float64(now.Sub(t.rampAt))/float64(t.cfg.ramp), 0), 1)
+	for r := range t.actions {
+		if t.rampFrom[r] >= 0 {
+			t.actions[r] = Limit
+		}
+	}
+	rate := t.p.Rate * t.effShare()
 	target := make([]float64, len(t.actions))
-	if room > 0 {
-		t.split(room, target)
+	if rate > 0 {
+		t.split(rate, target)
 	} else {
 		for r := range target {
 			target[r] = t.demand[r].Rate()
 		}
 	}
-	if progress >= 1 && !t.holdAtRoom(room) {
-		t.free()
+	if progress >= 1 && !t.holdAtRoom(rate) {
+		for r := range t.rampFrom {
+			t.rampFrom[r] = -1
+		}
+		t.capped = false
+		t.applyRow(level)
 		return
 	}
 	t.progress, t.capped = progress, progress >= 1
-	for r := range t.actions {
-		t.allow[r] = 0
-		if from := t.rampFrom[r]; from >= 0 {
+	for r, from := range t.rampFrom {
+		switch {
+		case from >= 0:
 			t.allow[r] = max(from+(target[r]-from)*progress, 0)
+		case t.actions[r] == Limit && rate > 0:
+			t.allow[r] = target[r] // its part, the easing classes counted
 		}
 	}
 }
@@ -446,7 +484,7 @@ func (t *topicCtl) setLimiters(now time.Time) {
 // describe fills the fields of d that the topic's state gives, for the
 // class of rank whose action is a.
 func (t *topicCtl) describe(d *Decision, rank int, a Action) {
-	d.Level, d.Action, d.Recovering = t.level(), a, t.mode == modeRecovering
+	d.Level, d.Action, d.Recovering = t.level(), a, t.rampFrom[rank] >= 0
 	d.Group, d.Instance, d.Seq, d.SignalReason = t.p.Group, t.p.Instance, t.p.Seq, t.p.Reason
 	d.SuggestedRate, d.Share = t.p.Rate, t.share
 	if a == Limit {
@@ -470,12 +508,12 @@ func (t *topicCtl) reason(rank int, class priority.Class, a Action) string {
 	}
 	var how string
 	switch {
-	case t.mode == modeRecovering && t.capped:
-		how = fmt.Sprintf("recovered, held at the room of %s/s the consumers suggest while the demand exceeds it", fmtRate(t.p.Rate*t.effShare()))
-	case t.mode == modeRecovering && t.p.Rate > 0:
-		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate under pressure to its part of the room of %s/s", 100*t.progress, fmtRate(t.p.Rate*t.effShare()))
-	case t.mode == modeRecovering:
-		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate under pressure to its demand of %s/s", 100*t.progress, fmtRate(t.demand[rank].Rate()))
+	case t.rampFrom[rank] >= 0 && t.capped:
+		how = fmt.Sprintf("recovered, held at its part of the %s/s the consumers suggest while the demand exceeds it", fmtRate(t.p.Rate*t.effShare()))
+	case t.rampFrom[rank] >= 0 && t.p.Rate > 0:
+		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate at a higher level to its part of the %s/s the consumers suggest", 100*t.progress, fmtRate(t.p.Rate*t.effShare()))
+	case t.rampFrom[rank] >= 0:
+		how = fmt.Sprintf("recovering: %.0f%% of the way from its rate at a higher level to its demand of %s/s", 100*t.progress, fmtRate(t.demand[rank].Rate()))
 	case t.noRate:
 		how = fmt.Sprintf("no suggested rate: %.0f%% of its demand of %s/s when the limit began", 100*t.cfg.noRate[lvl], fmtRate(t.base[rank]))
 	default:

@@ -118,6 +118,9 @@ func TestRateSplitByClass(t *testing.T) {
 		{lvElevated, 60, []Action{Admit, Admit, Limit}, []float64{0, 0, 0}},
 	}
 	for _, c := range cases {
+		// Each case from no pressure: a drop in level eases (see
+		// TestEasingOnLevelDrop), which is not what this checks.
+		ctl.setPressure(lagmonitor.Pressure{Topic: "orders", Reason: "no live signal"}, f.now)
 		ctl.setPressure(pressure(c.level, c.rate, f.now), f.now)
 		checkAllow(t, c.level.String(), ctl, c.allow, c.actions)
 	}
@@ -369,7 +372,7 @@ func TestRecoveryHoldsAtRoom(t *testing.T) {
 	checkAllow(t, "held at the room", ctl, []float64{0, 170, 0}, []Action{Admit, Limit, Limit})
 	var d Decision
 	ctl.describe(&d, rNormal, Limit)
-	if !strings.Contains(d.Reason, "held at the room of 200/s") {
+	if !strings.Contains(d.Reason, "held at its part of the 200/s") {
 		t.Errorf("reason %q does not say it is held at the room", d.Reason)
 	}
 	// The demand falls to 190 (above 0.9 × 200): still held.
@@ -441,4 +444,105 @@ func TestShareCorrectionCapsManyProducers(t *testing.T) {
 			secs, sum, suggested, ctls[0].corr, ctls[0].share)
 	}
 	t.Logf("50 producers settle at %.0f/s of %v/s (correction %.3f each)", sum, suggested, ctls[0].corr)
+}
+
+// TestEasingOnLevelDrop: a drop from high to elevated (not only to ok)
+// does not admit normal's demand at once: normal, limited at high, eases
+// up over the ramp to its part of the rate elevated's signal suggests,
+// and holds there while the demand exceeds that rate, so that a
+// partition or topic that cannot take the demand is not overloaded again
+// at the lower level; bulk, refused at high, is limited at elevated by the
+// row (it gets what the others leave). A rise to high ends the easing.
+func TestEasingOnLevelDrop(t *testing.T) {
+	ctl := newTopicCtl(testCtlConfig(DefaultPolicy(priority.Default)))
+	f := newFeed(ctl)
+	demand := []float64{60, 240, 300} // 600/s offered
+	f.run(10, demand, 100, 100)        // share 1
+	ctl.setPressure(pressure(lvHigh, 100, f.now), f.now)
+	checkAllow(t, "high", ctl, []float64{0, 40, 0}, []Action{Admit, Limit, Shed})
+	el := pressure(lvElevated, 180, f.now)
+	el.Seq = 8
+	ctl.setPressure(el, f.now)
+	// Normal eases from 40 toward 180 − 60 = 120; bulk, last limited,
+	// gets what is left: nothing.
+	checkAllow(t, "elevated, easing starts", ctl, []float64{0, 40, 0}, []Action{Admit, Limit, Limit})
+	if !ctl.easing() || ctl.mode != modePressured {
+		t.Fatalf("easing %v, mode %v: want easing under pressure", ctl.easing(), ctl.mode)
+	}
+	f.run(15, demand, 100, 100)
+	checkAllow(t, "half way", ctl, []float64{0, 80, 0}, []Action{Admit, Limit, Limit})
+	f.run(15, demand, 100, 100)
+	checkAllow(t, "held at its part", ctl, []float64{0, 120, 0}, []Action{Admit, Limit, Limit})
+	f.run(60, demand, 100, 100)
+	if !ctl.capped || !ctl.easing() {
+		t.Fatalf("capped %v easing %v a minute on, the demand (600/s) above the rate (180/s): want held", ctl.capped, ctl.easing())
+	}
+	// The demand falls under 0.9 × 180: the row's own actions.
+	f.run(120, []float64{60, 80, 10}, 100, 100)
+	checkAllow(t, "demand under the rate", ctl, []float64{0, 0, 40}, []Action{Admit, Admit, Limit})
+	if ctl.easing() {
+		t.Fatal("still easing with the demand under the rate")
+	}
+	// Easing again after a drop, then a rise: high's row at once.
+	ctl.setPressure(pressure(lvCritical, 100, f.now), f.now)
+	ctl.setPressure(el, f.now)
+	if !ctl.easing() {
+		t.Fatal("no easing after critical -> elevated")
+	}
+	hi := pressure(lvHigh, 100, f.now)
+	hi.Seq = 9
+	ctl.setPressure(hi, f.now)
+	if a, _ := ctl.decide(rNormal); a != Limit || ctl.rampFrom[rNormal] >= 0 {
+		t.Fatalf("normal at high after a rise: %v, easing %v; want the row's limit, not easing", a, ctl.rampFrom[rNormal] >= 0)
+	}
+}
+
+// TestHotPartitionEasesAfterward: a partition no longer named hot keeps
+// its own limits while they ease: its records are held at its room (0.95
+// of the capacity its owner last named) while their demand exceeds it,
+// rather than admitted in full at the rest's level, which would melt it
+// again; once its demand fits, its controller goes.
+func TestHotPartitionEasesAfterward(t *testing.T) {
+	cfg := testCtlConfig(DefaultPolicy(priority.Default))
+	f := &followed{topic: "orders", ctl: newTopicCtl(cfg)}
+	hot := pressure(lvHigh, 100, t0)
+	hot.RestLevel = lvOK
+	hot.Partitions = map[int32]lagmonitor.PartitionPressure{0: {Level: lvHigh, Rate: 100, Capacity: 200, Group: "g", Instance: "i-1"}}
+	f.ctl.setPressure(hot, t0)
+	f.setHot(cfg, hot, t0)
+	hp := f.hot[0]
+	if hp == nil || f.rest == nil {
+		t.Fatal("no controllers for the hot partition and the rest")
+	}
+	fd := newFeed(hp.ctl)
+	fd.now = t0
+	demand := []float64{60, 240, 300}
+	fd.run(10, demand, 100, 100)
+	if c, _ := f.ctlFor(0); c != hp.ctl {
+		t.Fatal("records bound for partition 0 are not admitted by its controller")
+	}
+	if a, _ := hp.ctl.decide(rNormal); a != Limit {
+		t.Fatalf("normal bound for the hot partition at high: %v, want limit", a)
+	}
+	// The next signal names no hot partition: the topic is ok.
+	ok := pressure(lvOK, 0, fd.now)
+	ok.Seq, ok.RestLevel = 8, lvOK
+	f.ctl.setPressure(ok, fd.now)
+	f.setHot(cfg, ok, fd.now)
+	if f.hot[0] != hp || !hp.ctl.easing() {
+		t.Fatal("the partition's controller went at once; want it easing at its room")
+	}
+	fd.run(60, demand, 100, 100)
+	if a, _ := hp.ctl.decide(rNormal); a != Limit || !hp.ctl.capped || !near(hp.ctl.p.Rate, 190) {
+		t.Fatalf("a minute on, normal %v, capped %v, rate %v: want held at the room of 190/s", a, hp.ctl.capped, hp.ctl.p.Rate)
+	}
+	if c, _ := f.ctlFor(3); c != f.rest {
+		t.Fatal("records bound for another partition are not admitted by the rest's controller")
+	}
+	// Its demand falls under the room: the controller goes.
+	fd.run(120, []float64{60, 80, 10}, 100, 100)
+	f.setHot(cfg, ok, fd.now)
+	if f.hot != nil || f.rest != nil {
+		t.Fatalf("controllers kept after the partition's demand fell under its room: hot %v", f.hot)
+	}
 }

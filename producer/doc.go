@@ -182,17 +182,20 @@
 //
 // # Recovery and fail-open
 //
-// When a topic's level returns to ok (a live ok signal), its limits lift
-// gradually: each class limited or refused under pressure is limited
-// during [Ramp] (30s), its rate rising linearly, in 20 steps, from its
-// rate under pressure (0 if it was refused) to its part of the room the
-// ok signal suggests (a little under the consumers' capacity, split by
-// class as under pressure), or to its demand when the signal suggests no
-// room. Then every limit lifts, unless the demand exceeds the room: the
-// limits then hold at the room until the demand falls under 0.9 of it, so
-// that a demand the consumers cannot take does not climb back and
-// overload them at ok, cycle after cycle. A class admitted under pressure
-// stays admitted.
+// When a topic's level drops (back to ok, or to any lower level), a class
+// the new level's row admits but the old one limited or refused is not
+// admitted at once: it eases. During [Ramp] (30s) its rate rises
+// linearly, in 20 steps, from its rate under the old level (0 if it was
+// refused) to its part of the rate the new level's signal suggests (the
+// room at ok: a little under the consumers' capacity), split by class as
+// under pressure, or to its demand when the signal suggests none. Past
+// the ramp the limit lifts, unless the demand exceeds that rate: it then
+// holds there until the demand falls under 0.9 of it, so that a demand
+// the consumers cannot take does not climb back and overload them, cycle
+// after cycle. A class admitted at the old level stays admitted; a rise
+// in level ends the easing of the classes its row does not admit. A
+// partition no longer named hot eases likewise, at the rest's level, held
+// at its room (0.95 of the capacity its owner last named).
 //
 // Expired or absent signals mean no pressure: every limit lifts at once,
 // the ramp included (fail-open wins over the ramp). A signal's expiry is

@@ -77,6 +77,7 @@ type hotPart struct {
 	ctl     *topicCtl
 	offered []atomic.Uint64 // per rank: records offered for the partition
 	acked   atomic.Uint64   // records of this producer acknowledged on it
+	room    float64         // the rate it is held to once no longer hot: RoomFraction of its capacity (0: unknown)
 }
 
 // ctlFor returns the controller that admits a record bound for part, and
@@ -95,23 +96,22 @@ func (f *followed) ctlFor(part int32) (*topicCtl, *hotPart) {
 
 // setHot follows pr's hot partitions: a controller for the rest of the
 // topic (at its rest level) and one per hot partition, each fed the
-// pressure that concerns it. It reports whether waiting records must
-// decide again. f.mu is held.
+// pressure that concerns it. A partition no longer named hot keeps its
+// controller while it eases (see "Easing"): its level drops to the
+// rest's, and its rate is its room (RoomFraction of the capacity its
+// owner last named), so that the records bound for it are not admitted
+// in full at once, which would melt it again. It reports whether waiting
+// records must decide again. f.mu is held.
 func (f *followed) setHot(cfg *ctlConfig, pr lagmonitor.Pressure, now time.Time) bool {
-	if pr.Partitions == nil {
+	if pr.Instance == "" {
+		// No live signal: fail-open, as for the topic.
 		changed := f.hot != nil
 		f.hot, f.rest = nil, nil
 		f.hotN.Store(0)
 		return changed
 	}
 	changed := false
-	if f.rest == nil {
-		f.rest, changed = f.ctl.clone(), true // the topic's rates, measured so far
-	}
-	rest := pr
-	rest.Level = pr.RestLevel
-	changed = f.rest.setPressure(rest, now) || changed
-	if f.hot == nil {
+	if f.hot == nil && pr.Partitions != nil {
 		f.hot = make(map[int32]*hotPart)
 	}
 	for part, pp := range pr.Partitions {
@@ -120,17 +120,39 @@ func (f *followed) setHot(cfg *ctlConfig, pr lagmonitor.Pressure, now time.Time)
 			hp = &hotPart{ctl: newTopicCtl(cfg), offered: make([]atomic.Uint64, len(cfg.classes))}
 			f.hot[part], changed = hp, true
 		}
+		if pp.Capacity > 0 {
+			hp.room = lagmonitor.DefaultRoomFraction * pp.Capacity
+		}
 		hpr := lagmonitor.Pressure{Topic: pr.Topic, Level: pp.Level, Rate: pp.Rate, Group: pp.Group, Instance: pp.Instance,
 			Seq: pr.Seq, ExpiresAt: pr.ExpiresAt, RestLevel: pp.Level,
 			Reason: fmt.Sprintf("partition %d is hot: %s, %v behind", part, pp.Level, pp.TimeLag.Round(time.Millisecond))}
 		changed = hp.ctl.setPressure(hpr, now) || changed
 	}
-	for part := range f.hot {
-		if _, ok := pr.Partitions[part]; !ok {
+	for part, hp := range f.hot {
+		if _, named := pr.Partitions[part]; named {
+			continue
+		}
+		after := lagmonitor.Pressure{Topic: pr.Topic, Level: pr.RestLevel, Rate: hp.room, Group: pr.Group, Instance: pr.Instance,
+			Seq: pr.Seq, ExpiresAt: pr.ExpiresAt, RestLevel: pr.RestLevel,
+			Reason: fmt.Sprintf("partition %d is no longer hot: held at its room of %s/s while its demand exceeds it", part, fmtRate(hp.room))}
+		changed = hp.ctl.setPressure(after, now) || changed
+		if !hp.ctl.easing() {
 			delete(f.hot, part)
 			changed = true
 		}
 	}
+	if len(f.hot) == 0 {
+		changed = changed || f.rest != nil
+		f.hot, f.rest = nil, nil
+		f.hotN.Store(0)
+		return changed
+	}
+	if f.rest == nil {
+		f.rest, changed = f.ctl.clone(), true // the topic's rates, measured so far
+	}
+	rest := pr
+	rest.Level = pr.RestLevel
+	changed = f.rest.setPressure(rest, now) || changed
 	f.hotN.Store(int32(len(f.hot)))
 	return changed
 }

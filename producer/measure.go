@@ -99,6 +99,14 @@ func (p *Producer) measure(ctx context.Context) {
 				offered[r] = hp.offered[r].Load()
 			}
 			changed = hp.ctl.observe(now, o.Offset, ok && found && o.Err == nil, hp.acked.Load(), offered) || changed
+			if _, named := f.ctl.p.Partitions[part]; !named && !hp.ctl.easing() {
+				delete(f.hot, part) // no longer hot, done easing
+				f.hotN.Add(-1)
+				changed = true
+			}
+		}
+		if len(f.hot) == 0 && f.rest != nil {
+			f.hot, f.rest = nil, nil
 		}
 		if changed {
 			f.broadcastLocked()

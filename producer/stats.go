@@ -203,7 +203,7 @@ func (p *Producer) Stats() Stats {
 	for _, f := range p.followed {
 		ts := TopicStats{Topic: f.topic, Classes: make([]ClassStats, len(p.ctl.classes))}
 		f.mu.Lock()
-		ts.Pressure, ts.Level, ts.Recovering = f.ctl.p, f.ctl.level(), f.ctl.mode == modeRecovering
+		ts.Pressure, ts.Level, ts.Recovering = f.ctl.p, f.ctl.level(), f.ctl.easing()
 		ts.Share, ts.OwnRate, ts.IncomingRate = f.ctl.effShare(), f.ctl.own.Rate(), f.ctl.incoming.Rate()
 		ts.RestLevel = ts.Level
 		if f.rest != nil {
