@@ -457,7 +457,7 @@ func TestEasingOnLevelDrop(t *testing.T) {
 	ctl := newTopicCtl(testCtlConfig(DefaultPolicy(priority.Default)))
 	f := newFeed(ctl)
 	demand := []float64{60, 240, 300} // 600/s offered
-	f.run(10, demand, 100, 100)        // share 1
+	f.run(10, demand, 100, 100)       // share 1
 	ctl.setPressure(pressure(lvHigh, 100, f.now), f.now)
 	checkAllow(t, "high", ctl, []float64{0, 40, 0}, []Action{Admit, Limit, Shed})
 	el := pressure(lvElevated, 180, f.now)
