@@ -125,8 +125,9 @@
 //
 //	suggested = clamp(capacity − backlog / Recovery, Floor × capacity, Ceiling × capacity)
 //
-// (defaults: Recovery 1m, Floor 0.1, Ceiling 0.9), or 0 — no suggestion —
-// when the backlog is gone or the capacity is unknown. At ok the signal
+// (defaults: Recovery 1m, Floor 0.1, Ceiling 0.9), the ceiling once the
+// backlog is gone (the level held by its dwell), or 0 — no suggestion —
+// while the capacity is unknown. At ok the signal
 // suggests the room, [RateConfig.Room]: RoomFraction (0.95) × capacity, so that
 // producers recovering from pressure, and a relay of deferred work, climb
 // back to a little under what the consumer drains rather than past it.

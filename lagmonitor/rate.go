@@ -344,16 +344,22 @@ func (c RateConfig) Room(capacity float64) float64 {
 // a backlog of 30000 gives 500/s, one of 54000 or more the floor of
 // 100/s, one of 6000 or less the ceiling of 900/s.
 //
+// A consumer that has caught up while its level is held above ok (its
+// dwell) gets Ceiling × capacity: the rate that keeps it caught up, not
+// "no suggestion", which would lift the limits of the classes held to a
+// rate and let the demand that put it under pressure back in at once.
+//
 // It returns 0, meaning no suggestion, when the level is ok (no pressure,
-// so no limit; this includes a level outside the known ones), when the
-// backlog is zero or negative (caught up), or when the capacity is
-// unknown (zero, negative or not finite). The time lag does not enter:
-// it shapes the level, while a rate acts on records, which the backlog
-// counts. c must be valid ([RateConfig.Validate]).
+// so no limit; this includes a level outside the known ones; see
+// [RateConfig.Room] for what an ok signal suggests), or when the capacity
+// is unknown (zero, negative or not finite). The time lag does not
+// enter: it shapes the level, while a rate acts on records, which the
+// backlog counts. c must be valid ([RateConfig.Validate]).
 func (c RateConfig) Suggest(capacity float64, backlog int64, level Level) float64 {
-	if level <= LevelOK || level > LevelCritical || backlog <= 0 || !(capacity > 0) || math.IsInf(capacity, 1) {
+	if level <= LevelOK || level > LevelCritical || !(capacity > 0) || math.IsInf(capacity, 1) {
 		return 0
 	}
+	backlog = max(backlog, 0)
 	s := capacity - float64(backlog)/c.Recovery.Seconds()
 	return min(max(s, c.Floor*capacity), c.Ceiling*capacity)
 }

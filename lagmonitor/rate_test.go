@@ -190,8 +190,8 @@ func TestSuggestFormula(t *testing.T) {
 		{"at the ceiling", 1000, 6_000, LevelElevated, 900},          // 1000 − 100
 		{"ceiling holds", 1000, 1, LevelElevated, 900},               // tiny backlog: 90%
 		{"just below the ceiling", 1000, 6_060, LevelHigh, 899},      // 1000 − 101
-		{"caught up", 1000, 0, LevelHigh, 0},                         // no backlog: none
-		{"negative backlog", 1000, -5, LevelHigh, 0},                 // none
+		{"caught up", 1000, 0, LevelHigh, 900},                       // held above ok: the ceiling keeps it caught up
+		{"negative backlog", 1000, -5, LevelHigh, 900},               // as caught up
 		{"level ok", 1000, 30_000, LevelOK, 0},                       // no pressure: none
 		{"unknown level", 1000, 30_000, Level(7), 0},                 // none
 		{"capacity unknown", 0, 30_000, LevelCritical, 0},            // none
