@@ -58,7 +58,12 @@ func (p *Producer) admit(ctx context.Context, r *kgo.Record, capAt time.Time) (*
 		}
 	}
 
-	part := p.partitionOf(f, r)
+	// The partition a record is bound for matters only while signals
+	// name hot partitions: a record admitted at once reads no hash for it.
+	part := int32(partAny)
+	if f.hotN.Load() > 0 {
+		part = p.partitionOf(f, r)
+	}
 	var began time.Time // waits are real, whatever the clock: time.Now
 	shadow, shadowKnown := false, false
 	// held is the reservation a record woken by a change holds, on
