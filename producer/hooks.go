@@ -48,15 +48,17 @@ type Decision struct {
 	// Level is the topic's aggregate level ([lagmonitor.Pressure]).
 	Level lagmonitor.Level
 	// Action is the policy's cell for Level and Class; [Limit] while the
-	// topic recovers (Recovering).
+	// class eases after a drop in level (Recovering).
 	Action  Action
 	Outcome Outcome
 	// Shadow is true when the topic and class are in shadow mode
 	// ([Shadow]): Outcome is what enforcement would have done, and the
 	// record was produced.
 	Shadow bool
-	// Recovering is true while the topic's limits ramp up after its
-	// level returned to ok.
+	// Recovering is true while the class eases after the level dropped
+	// (to ok, or to a lower level that admits it): its limit ramps up to
+	// its part of the suggested rate, or holds there while the demand
+	// exceeds it (see the package documentation, "Recovery").
 	Recovering bool
 	// Reason says in words why, with the figures.
 	Reason string

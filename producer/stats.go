@@ -133,8 +133,9 @@ type TopicStats struct {
 	Pressure lagmonitor.Pressure
 	// Level is the level in force (ok without a live signal).
 	Level lagmonitor.Level
-	// Recovering is true while the limits ramp up after pressure, or
-	// hold at the room (see the package documentation, "Recovery").
+	// Recovering is true while a class eases after a drop in level: its
+	// limit ramps up, or holds at its part of the suggested rate (see
+	// the package documentation, "Recovery").
 	Recovering bool
 	// Share is this producer's share of the suggested rate: OwnRate over
 	// IncomingRate, within [MinShare, 1] (1 until both are measured),
