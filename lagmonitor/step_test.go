@@ -11,7 +11,6 @@ import (
 
 	"github.com/floodgate-kafka/floodgate/consumer"
 	"github.com/floodgate-kafka/floodgate/internal/testkit"
-	"github.com/floodgate-kafka/floodgate/partition"
 )
 
 // stepMonitor returns a monitor that is never run: the tests drive its
@@ -328,13 +327,11 @@ func TestStartPolicy(t *testing.T) {
 // 4 KiB (its fixed part; a trend window's samples are on top, counted).
 func TestPartMonitorSize(t *testing.T) {
 	w, _ := NewTrendWindow(DefaultTrendConfig())
-	lm, _ := NewLevelMachine(DefaultThresholds())
-	size := unsafe.Sizeof(partMonitor{}) + unsafe.Sizeof(*w) + uintptr(w.c.Samples+1)*unsafe.Sizeof(TrendSample{}) + unsafe.Sizeof(*lm)
+	size := unsafe.Sizeof(partMonitor{}) + unsafe.Sizeof(*w) + uintptr(w.c.Samples+1)*unsafe.Sizeof(TrendSample{}) + unsafe.Sizeof(LevelMachine{})
 	t.Logf("a partition costs the monitor %d bytes", size)
 	if size > 4<<10 {
 		t.Errorf("a partition costs the monitor %d bytes, want at most 4 KiB", size)
 	}
-	_ = partition.WindowFull
 }
 
 // TestMonitorProbesRoom: a consumer that keeps up and whose capacity is
