@@ -201,15 +201,35 @@ func (rt *Runtime) liftMemory() {
 // place with capped exponential backoff and jitter: its lane waits, nothing
 // behind it is committed. A record that fails while its partition is being
 // revoked (or the runtime stops) is aborted, never routed: its handler may
-// have failed only because its context was cancelled.
+// have failed only because its context was cancelled. A record its
+// downstream refused ([Refusal]) is not a failure: it is retried in place
+// after the refusal's hint, never routed, and its partition pauses while it
+// waits (see refusing).
 func (rt *Runtime) process(ps *pstate, it item) outcome {
 	var timer *time.Timer
+	refusing := false // counted among ps's records refused by their downstream
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
+		if refusing {
+			rt.refusalEnds(ps)
+		}
 	}()
-	for attempt := 1; ; attempt++ {
+	wait := func(d time.Duration) bool {
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-timer.C:
+			return true
+		case <-ps.quit:
+			return false
+		}
+	}
+	for try, attempt, refusals := 1, 0, 0; ; try++ {
 		var start time.Time
 		if len(rt.hooks.recordDone) > 0 {
 			start = time.Now()
@@ -218,13 +238,31 @@ func (rt *Runtime) process(ps *pstate, it item) outcome {
 		if len(rt.hooks.recordDone) > 0 {
 			took := time.Since(start)
 			for _, h := range rt.hooks.recordDone {
-				h.OnRecordDone(it.rec, attempt, took, err)
+				h.OnRecordDone(it.rec, try, took, err)
 			}
 		}
 		if err == nil {
 			rt.handled.Add(1)
 			return outcomeHandled
 		}
+		if ref, ok := AsRefusal(err); ok {
+			rt.refused.Add(1)
+			refusals++
+			refusing = rt.refuse(ps, it, ref.RefusalLevel(), !refusing, err) || refusing
+			d := ref.RefusalRetryAfter()
+			if d <= 0 {
+				d = backoff(rt.cfg.backoffInitial, rt.cfg.backoffMax, refusals)
+			}
+			if !wait(min(d, rt.cfg.backoffMax)) {
+				return outcomeAborted
+			}
+			continue
+		}
+		if refusing {
+			rt.refusalEnds(ps)
+			refusing = false
+		}
+		attempt++
 		rt.failures.Add(1)
 		select {
 		case <-ps.quit:
@@ -246,15 +284,51 @@ func (rt *Runtime) process(ps *pstate, it item) outcome {
 				d = dec.RetryAfter
 			}
 		}
-		if timer == nil {
-			timer = time.NewTimer(d)
-		} else {
-			timer.Reset(d)
-		}
-		select {
-		case <-timer.C:
-		case <-ps.quit:
+		if !wait(d) {
 			return outcomeAborted
+		}
+	}
+}
+
+// refuse notes that the downstream refused a record of ps at level (0:
+// unsaid), at now: ps keeps the highest level the refusals named while it
+// has refused records, and when and at what level the last one was. With
+// first, the record is counted among them, and the first pauses ps
+// (partition.DownstreamPressure) until the last is over (refusalEnds). It
+// reports whether the record counts (a record of a replaced generation, or
+// of a partition gone, does not).
+func (rt *Runtime) refuse(ps *pstate, it item, level int, first bool, err error) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if it.gen != ps.gen || ps.gone {
+		return false
+	}
+	level = min(max(level, 0), 3)
+	ps.downLevel = max(ps.downLevel, level)
+	ps.refusedAt, ps.refusedLevel = time.Now(), level
+	ps.failure(it.rec.Offset).err = err
+	if first {
+		ps.refusing++
+		if ps.refusing == 1 && rt.setReason(ps, partition.DownstreamPressure) {
+			rt.wake()
+		}
+	}
+	return true
+}
+
+// refusalEnds uncounts a record refuse counted: handled, failed
+// otherwise, or abandoned.
+func (rt *Runtime) refusalEnds(ps *pstate) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if ps.refusing == 0 {
+		return
+	}
+	ps.refusing--
+	if ps.refusing == 0 {
+		ps.downLevel = 0
+		if rt.clearReason(ps, partition.DownstreamPressure) {
+			rt.wake()
 		}
 	}
 }

@@ -107,14 +107,39 @@
 // polled after the context ended included), so a wrapped client can be
 // wrapped again and nothing is skipped.
 //
+// # Pressure across hops
+//
+// A handler that passes its record on (produces it to the next topic,
+// calls a service) may be refused by that downstream for pressure rather
+// than fail: a floodgate producer sheds or throttles the record
+// (*producer.RefusedError), a service answers HTTP 429 or 503. Such an
+// error is not the record's fault, and retrying it through retry tiers
+// into a quarantine lane would turn a busy downstream into dead letters
+// upstream. A handler error whose chain holds a [Refusal] (the producer's
+// refusal as it is, or any error wrapped with [Refused]) is therefore
+// pressure, not failure: the record is tried again in place after the
+// refusal's hint (capped by [RetryBackoff]'s max), is never handed to the
+// [Router] (never diverted, never charged to a retry budget, never
+// quarantined) and is not counted among [Stats].Failures
+// ([Stats].Refusals counts the refused attempts); a refusal followed by
+// an ordinary error is a failure from then on. While one of its records
+// waits on its downstream, the partition fetches nothing more
+// (partition.DownstreamPressure; [PartitionStats].Refusing,
+// DownstreamLevel and LastRefusal say so), so the pressure shows as this
+// consumer's own lag instead of as records moved elsewhere, and a lag
+// monitor (package lagmonitor) publishes it upstream at once, at the
+// level the refusal named, so that the producers at the head of the
+// pipeline slow down. A record refused when its partition is revoked or
+// Run stops is aborted like any other, left to the next owner.
+//
 // # Nothing stalls silently
 //
 // A partition that stops making progress has a named reason in
 // [PartitionStats].Paused, reaching [HookPartitionsPaused]: its window or
 // the byte budget is full, it waits for a retry's due time, a stuck record
 // holds its span ([StuckRecord], [HookStuck]), commits fail
-// ([Stats].CommitErr, LastCommit), a divert cannot be produced, or the
-// application paused it. Poll errors reach [HookFetchError] and
+// ([Stats].CommitErr, LastCommit), a divert cannot be produced, its
+// handler's downstream refuses its records, or the application paused it. Poll errors reach [HookFetchError] and
 // [Stats].FetchErr; those retrying cannot fix (no authorization, a batch
 // too large to decompress) end Run with a [*FetchError]. Data loss the
 // client reports (*kgo.ErrDataLoss) or the runtime detects ([DataLossError]:
@@ -133,7 +158,8 @@
 // A partition is paused while any [partition.Reasons] holds it: its window
 // is full (cleared once it drains to [ResumeFraction] of the caps), the
 // global byte budget is spent, its span or its uncommitted work reached
-// their bound, a divert cannot be produced, or an application reason set
+// their bound, a divert cannot be produced, a record waits on a
+// downstream that refused it, or an application reason set
 // through [Runtime.Pause] (lag, priority, retry due time, manual). One
 // reason's resume never clears another. Changes are applied in batches, one
 // PauseFetchPartitions and one ResumeFetchPartitions call at a time, never

@@ -91,6 +91,7 @@ type Runtime struct {
 	control     uint64 // control records passed, all partitions (guarded by mu)
 	handled     atomic.Uint64
 	failures    atomic.Uint64
+	refused     atomic.Uint64
 	refetched   atomic.Uint64
 	restarts    atomic.Uint64
 	diverted    atomic.Uint64
@@ -178,6 +179,13 @@ type pstate struct {
 	fails map[int64]*failure
 	// divertFailing counts records whose divert the router gave up on.
 	divertFailing int
+	// refusing counts records whose downstream refused them and that
+	// wait to be tried again (partition.DownstreamPressure holds ps
+	// while there is one), and downLevel is the highest level their
+	// refusals named (0: none said); refusedAt is when the last refusal
+	// was, and refusedLevel the level it named.
+	refusing, downLevel, refusedLevel int
+	refusedAt                         time.Time
 
 	// What the last fetch with records said of the log: its high
 	// watermark and last stable offset, and when. For lag.
@@ -1006,11 +1014,12 @@ func (rt *Runtime) flushPauses() {
 
 // runtimeReasons are the pause reasons the runtime sets and clears itself;
 // Pause and Resume ignore them.
-const runtimeReasons = partition.WindowFull | partition.Memory | partition.SpanFull | partition.CommitStalled | partition.DivertFailed | partition.Priority
+const runtimeReasons = partition.WindowFull | partition.Memory | partition.SpanFull | partition.CommitStalled | partition.DivertFailed | partition.Priority | partition.DownstreamPressure
 
 // Pause pauses fetching of the given partitions for reason. The runtime's
 // own reasons (WindowFull, Memory, SpanFull, CommitStalled, DivertFailed,
-// Priority) are ignored: it sets and clears those itself.
+// Priority, DownstreamPressure) are ignored: it sets and clears those
+// itself.
 // A partition stays paused until every reason holding it is resumed.
 // Partitions this member does not currently own are ignored; revocation
 // clears all reasons.

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"sort"
 	"time"
 
@@ -38,6 +39,15 @@ type PartitionStats struct {
 	// Uncommitted counts records completed (passed by the watermark) but
 	// not committed yet (bounded by MaxUncommitted while commits fail).
 	Uncommitted int
+	// Refusing counts the partition's records its handler's downstream
+	// refused for pressure ([Refusal]) that wait to be tried again; the
+	// partition is paused (partition.DownstreamPressure) while there is
+	// one. DownstreamLevel is the highest pressure level their refusals
+	// named (package lagmonitor's numbering; 0: none said), or the level
+	// the last refusal named when none waits. LastRefusal is when the
+	// last refusal was (zero: none since the partition was assigned).
+	Refusing, DownstreamLevel int
+	LastRefusal               time.Time
 	// Stuck describes the oldest record not yet terminal while the
 	// partition is paused because of it (reason SpanFull or
 	// DivertFailed); nil otherwise.
@@ -81,10 +91,12 @@ type Stats struct {
 	MaxConcurrency int
 	Ordering       Ordering
 	// Handled counts records handled successfully; Failures counts failed
-	// handler attempts; Refetched counts records refused (full window or
-	// span, byte budget, not yet due) and fetched again later; Diverted
-	// counts failed records whose replacement a Router produced.
-	Handled, Failures, Refetched, Diverted uint64
+	// handler attempts; Refusals counts handler attempts their downstream
+	// refused for pressure ([Refusal]: not failures); Refetched counts
+	// records the runtime turned away (full window or span, byte budget,
+	// not yet due) and fetched again later; Diverted counts failed records
+	// whose replacement a Router produced.
+	Handled, Failures, Refusals, Refetched, Diverted uint64
 	// ControlRecords counts the control records of transactions (commit
 	// and abort markers) the runtime passed without a handler: they
 	// reach their terminal state on admission, and the watermark and
@@ -166,6 +178,9 @@ func (rt *Runtime) Stats() Stats {
 			InFlightBytes:   ps.win.Bytes(),
 			Running:         ps.running,
 			Lanes:           rt.lanes(ps),
+			Refusing:        ps.refusing,
+			DownstreamLevel: cmp.Or(ps.downLevel, ps.refusedLevel),
+			LastRefusal:     ps.refusedAt,
 			Paused:          ps.reasons,
 			Watermark:       wm,
 			Committed:       ps.commit,
@@ -180,7 +195,7 @@ func (rt *Runtime) Stats() Stats {
 		s.Partitions = append(s.Partitions, p)
 	}
 	rt.mu.Unlock()
-	s.Handled, s.Failures, s.Refetched, s.Diverted = rt.handled.Load(), rt.failures.Load(), rt.refetched.Load(), rt.diverted.Load()
+	s.Handled, s.Failures, s.Refusals, s.Refetched, s.Diverted = rt.handled.Load(), rt.failures.Load(), rt.refused.Load(), rt.refetched.Load(), rt.diverted.Load()
 	s.SessionRestarts, s.FetchErrors, s.DataLoss = rt.restarts.Load(), rt.fetchErrors.Load(), rt.dataLoss.Load()
 	sort.Slice(s.Partitions, func(i, j int) bool {
 		a, b := s.Partitions[i], s.Partitions[j]

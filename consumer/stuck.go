@@ -50,14 +50,7 @@ func (rt *Runtime) noteFailure(ps *pstate, it item, attempt int, err error, dive
 	if it.gen != ps.gen || ps.gone {
 		return
 	}
-	f := ps.fails[it.rec.Offset]
-	if f == nil {
-		if ps.fails == nil {
-			ps.fails = make(map[int64]*failure)
-		}
-		f = &failure{}
-		ps.fails[it.rec.Offset] = f
-	}
+	f := ps.failure(it.rec.Offset)
 	if attempt > 0 {
 		f.attempts = attempt
 	}
@@ -67,6 +60,20 @@ func (rt *Runtime) noteFailure(ps *pstate, it item, attempt int, err error, dive
 	if divert != "" {
 		f.divert = divert
 	}
+}
+
+// failure returns ps's failure record of the record at off, adding it.
+// Called with mu held.
+func (ps *pstate) failure(off int64) *failure {
+	f := ps.fails[off]
+	if f == nil {
+		if ps.fails == nil {
+			ps.fails = make(map[int64]*failure)
+		}
+		f = &failure{}
+		ps.fails[off] = f
+	}
+	return f
 }
 
 // stuckRecord describes ps's oldest record not yet terminal. Called with mu

@@ -78,16 +78,39 @@ func (tm *topicMonitor) decide(now time.Time, topic string, parts []PartitionLag
 		dec, tm.seeded = tm.level.Seed(now, lag.TimeLag, lag.OffsetLag), true
 	}
 	lag.Level, lag.Reason = dec.Level, dec.Reason
+	// A downstream that refuses this consumer's records passes its
+	// pressure upstream at once, rather than once the lag it causes has
+	// grown past a mark.
+	var down Level
+	for _, p := range measured {
+		down = max(down, p.Downstream)
+	}
+	if down > lag.Level {
+		lag.Level = down
+		lag.Reason = fmt.Sprintf("the downstream refuses its records at %s (partitions paused for it); %s", down, dec.Reason)
+	}
 	if len(lag.Unmeasured) > 0 {
 		lag.Reason += fmt.Sprintf("; partitions %v not measured yet", lag.Unmeasured)
 	}
-	if dec.Level > LevelOK {
-		lag.SuggestedRate = cfg.Rate.Suggest(lag.Capacity, lag.OffsetLag, dec.Level)
+	if lag.Level > LevelOK {
+		lag.SuggestedRate = cfg.Rate.Suggest(downCapacity(lag.Capacity, lag.DrainRate, down), lag.OffsetLag, lag.Level)
 	} else {
 		lag.SuggestedRate = tm.room(now, &lag, saturated, cfg)
 	}
-	lag.Hot, lag.RestLevel = selectHot(measured, dec.Level, cfg.Rate)
+	lag.Hot, lag.RestLevel = selectHot(measured, lag.Level, cfg.Rate)
 	return lag, dec
+}
+
+// downCapacity is the capacity a rate is suggested from: capacity, or,
+// while the downstream refuses records (down above ok), the drain when
+// lower or capacity is unknown: what the downstream lets through is what
+// the consumer can drain, whatever it drained before (a drain of 0 leaves
+// the rate unsaid rather than suggest what the downstream refuses).
+func downCapacity(capacity, drain float64, down Level) float64 {
+	if down > LevelOK && (capacity <= 0 || drain < capacity) {
+		return drain
+	}
+	return capacity
 }
 
 // utilTau is the time constant of a topic's handler utilisation.
@@ -205,7 +228,7 @@ func selectHot(parts []PartitionLag, level Level, rc RateConfig) ([]HotPartition
 		hot := make([]HotPartition, n)
 		for i, p := range sorted[:n] {
 			hot[i] = HotPartition{Partition: p.Partition, Level: p.Level, OffsetLag: p.OffsetLag, TimeLag: p.TimeLag,
-				DrainRate: p.DrainRate, SuggestedRate: rc.Suggest(p.Capacity, p.OffsetLag, p.Level), Capacity: p.Capacity}
+				DrainRate: p.DrainRate, SuggestedRate: rc.Suggest(downCapacity(p.Capacity, p.DrainRate, p.Downstream), p.OffsetLag, p.Level), Capacity: p.Capacity}
 		}
 		return hot, sorted[n].Level
 	}

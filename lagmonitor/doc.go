@@ -105,6 +105,18 @@
 // inside a level's hysteresis band reads as that level rather than the
 // one below it.
 //
+// A consumer whose handler's downstream refuses its records for pressure
+// (a consumer.Refusal: a floodgate producer's refusal, a service's 429 or
+// 503) passes that pressure on at once rather than once the lag it causes
+// reaches a mark: a partition with a refused record waiting, or refused
+// within the last Dwell, is at least at the refused level (elevated when
+// the refusal named none; [PartitionLag].Downstream), and so is its
+// topic, the reason saying so. Such a partition is not saturated (what it
+// drains is what the downstream takes), and above ok the rate suggested
+// for it is computed from its drain rather than from a capacity measured
+// before: what passes the downstream is what it can drain. A pipeline
+// slows from its end to its head, one monitor's evaluation per hop.
+//
 // # Rates
 //
 // A [RateMeter] smooths a cumulative count into a rate per second with a

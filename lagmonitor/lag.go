@@ -36,8 +36,17 @@ type PartitionLag struct {
 	Level Level
 	// Saturated says the partition works at its capacity: records wait
 	// on it ([Thresholds.Saturated]) or its window is full (a monitor's
-	// partitions only).
+	// partitions only). A partition paused because its handler's
+	// downstream refused it is not: what it drains is what the
+	// downstream takes.
 	Saturated bool
+	// Downstream is the level the partition's handler's downstream
+	// refuses its records at (a consumer.Refusal): at least elevated, the
+	// refused level when the refusal named one, while a refused record
+	// waits to be tried again and for the thresholds' Dwell after the
+	// last refusal; ok otherwise. The partition's Level is at least
+	// Downstream (a monitor's partitions only).
+	Downstream Level
 	// DrainRate is the partition's records handled per second, smoothed,
 	// and Capacity the most it was measured to drain while saturated
 	// (0 unknown); SuggestedRate the rate the records bound for it

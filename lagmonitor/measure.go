@@ -74,6 +74,9 @@ func (pm *partMonitor) measure(now time.Time, in partInput, c *measureCfg) {
 	if ps := in.stats; ps != nil {
 		l.Next, oldest = ps.Next, ps.OldestTimestamp
 		l.Paused, l.Completed, l.Diverted = ps.Paused, ps.Completed, ps.Diverted
+		if ps.Refusing > 0 || (!ps.LastRefusal.IsZero() && now.Sub(ps.LastRefusal) < c.thresholds.Dwell) {
+			l.Downstream = Level(min(max(ps.DownstreamLevel, int(LevelElevated)), int(LevelCritical)))
+		}
 		if !ps.FetchedAt.IsZero() {
 			l.End, hwm, endAt = ps.HighWatermark, ps.HighWatermark, ps.FetchedAt
 			if c.readCommitted {
@@ -144,7 +147,7 @@ func (pm *partMonitor) stall(l *PartitionLag, hwm int64, now time.Time, c *measu
 func (pm *partMonitor) rate(l *PartitionLag, now time.Time, c *measureCfg) {
 	rates := pm.drain.Observe(now, l.Completed-l.Diverted, l.Diverted)
 	windowFull := l.Paused.Has(partition.WindowFull) || l.Paused.Has(partition.Memory)
-	l.Saturated = l.OffsetLag > 0 && (windowFull || c.thresholds.Saturated(l.TimeLag, l.OffsetLag))
+	l.Saturated = l.OffsetLag > 0 && l.Downstream == LevelOK && (windowFull || c.thresholds.Saturated(l.TimeLag, l.OffsetLag))
 	pm.capacity.Observe(now, pm.fast.Observe(now, l.Completed-l.Diverted), l.Saturated)
 	l.DrainRate, l.Capacity = rates.Handled, pm.capacity.Capacity(now)
 	var d Decision
@@ -153,5 +156,5 @@ func (pm *partMonitor) rate(l *PartitionLag, now time.Time, c *measureCfg) {
 	} else {
 		d, pm.seeded = pm.level.Seed(now, l.TimeLag, l.OffsetLag), true
 	}
-	l.Level = d.Level
+	l.Level = max(d.Level, l.Downstream)
 }

@@ -598,3 +598,79 @@ func TestMonitorEvaluatesWhilePublishHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// refusal is a downstream's refusal at a level (a consumer.Refusal).
+type refusal struct{ level Level }
+
+func (r refusal) Error() string                  { return "refused at " + r.level.String() }
+func (refusal) RefusalRetryAfter() time.Duration { return 10 * time.Millisecond }
+func (r refusal) RefusalLevel() int              { return int(r.level) }
+
+// TestMonitorPassesDownstreamPressure: a consumer whose handler's
+// downstream refuses its records at high publishes high at once, though
+// its lag is far below every mark, with a reason that says why; once the
+// downstream takes records again, the level returns to ok after the
+// dwell.
+func TestMonitorPassesDownstreamPressure(t *testing.T) {
+	c, brokers := testkit.Cluster(t, 2, "orders")
+	if err := c.CreateTopic("ctl", 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	var refusing atomic.Bool
+	refusing.Store(true)
+	var handled atomic.Int64
+	rt, err := consumer.New(func(ctx context.Context, r *kgo.Record) error {
+		if refusing.Load() {
+			return fmt.Errorf("producing onwards: %w", refusal{LevelHigh})
+		}
+		handled.Add(1)
+		return nil
+	}, consumer.Brokers(brokers...), consumer.Group("g"), consumer.Topics("orders"),
+		consumer.KgoOpts(append(ClientOpts("ctl"), kgo.SessionTimeout(2*time.Second), kgo.HeartbeatInterval(200*time.Millisecond))...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Run(t, rt)
+	levels := &levelLog{}
+	cfg := monitorConfig("g", levels)
+	cfg.Thresholds.Elevated.TimeLag = 30 * time.Minute // out of reach of the lag
+	m, err := New(rt, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMonitor(t, m)
+	r := testReader(t, brokers)
+	testkit.Produce(t, brokers, "orders", 100, 10, 10)
+
+	testkit.Eventually(t, time.Minute, "the control topic to say orders is high", func() bool {
+		return r.Pressure("orders", time.Now()).Level == LevelHigh
+	})
+	lag := m.Lag()
+	if len(lag) != 1 || !strings.Contains(lag[0].Reason, "downstream refuses") {
+		t.Fatalf("Lag() = %+v: want the downstream's refusals as the reason", lag)
+	}
+	if lag[0].TimeLag >= cfg.Thresholds.Elevated.TimeLag {
+		t.Fatalf("time lag %v reached the elevated mark: the test shows nothing", lag[0].TimeLag)
+	}
+	var down int
+	for _, p := range lag[0].Partitions {
+		if p.Downstream > LevelOK {
+			down++
+			if p.Level < p.Downstream || p.Saturated {
+				t.Fatalf("partition %+v: level below its downstream's, or saturated while held by it", p)
+			}
+		}
+	}
+	if down == 0 {
+		t.Fatalf("no partition says its downstream refuses: %+v", lag[0].Partitions)
+	}
+
+	refusing.Store(false)
+	testkit.Eventually(t, time.Minute, "every record handled", func() bool { return handled.Load() == 100 })
+	testkit.Eventually(t, time.Minute, "the control topic to say orders is ok again", func() bool {
+		return r.Pressure("orders", time.Now()).Level == LevelOK
+	})
+	if !levels.has(LevelOK, LevelHigh) || !levels.has(LevelHigh, LevelOK) {
+		t.Fatal("the hook did not see both ok → high and high → ok")
+	}
+}

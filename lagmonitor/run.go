@@ -209,16 +209,18 @@ func (m *Monitor) decideTopic(now time.Time, topic string, parts []PartitionLag,
 		return nil
 	}
 	tm.observeLoad(now, ld)
-	lag, dec := tm.decide(now, topic, parts, max(m.listed.counts[topic], int(maxPart)+1), &m.cfg)
+	prev := tm.last.Level
+	lag, _ := tm.decide(now, topic, parts, max(m.listed.counts[topic], int(maxPart)+1), &m.cfg)
 	lag.LastPublished = tm.last.LastPublished
 	tm.last = lag
 	var ev *LevelEvent
-	if dec.Changed {
+	changed := lag.Level != prev
+	if changed {
 		ev = &LevelEvent{Group: m.cfg.Group, Topic: topic, Instance: m.cfg.Instance,
-			From: dec.Prev, To: dec.Level, Reason: lag.Reason, OffsetLag: lag.OffsetLag, TimeLag: lag.TimeLag,
+			From: prev, To: lag.Level, Reason: lag.Reason, OffsetLag: lag.OffsetLag, TimeLag: lag.TimeLag,
 			DrainRate: lag.DrainRate, SuggestedRate: lag.SuggestedRate, At: now}
 	}
-	if dec.Changed || !tm.signaled || !now.Before(tm.next) {
+	if changed || !tm.signaled || !now.Before(tm.next) {
 		m.out.put(topic, outItem{sig: m.signal(&lag, now)})
 		tm.next, tm.signaled, tm.sent = now.Add(m.cfg.Heartbeat), true, lag.Level
 	}

@@ -35,9 +35,15 @@ const (
 	// retry tier or the quarantine lane, and the router had nothing else
 	// to try. The produce is retried slowly until it succeeds.
 	DivertFailed
+	// DownstreamPressure: a handler's downstream refused a record of the
+	// partition for pressure (a producer's refusal, an HTTP 429 or 503
+	// said so); the record is retried in place after the refusal's hint,
+	// and the partition fetches nothing more until it is handled, so
+	// that the pressure shows as this partition's lag.
+	DownstreamPressure
 )
 
-var reasonNames = [...]string{"window_full", "memory", "lag", "priority", "retry_due", "manual", "span_full", "commit_stalled", "divert_failed"}
+var reasonNames = [...]string{"window_full", "memory", "lag", "priority", "retry_due", "manual", "span_full", "commit_stalled", "divert_failed", "downstream_pressure"}
 
 // Has reports whether all reasons in q are set in r.
 func (r Reasons) Has(q Reasons) bool { return r&q == q && q != 0 }

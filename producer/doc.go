@@ -152,6 +152,21 @@
 // after Produce returns; promises run one at a time, as kgo's do).
 // [Producer.ProduceSync] caps the whole call once.
 //
+// # Pipelines
+//
+// A service in the middle of a pipeline consumes one topic with a
+// floodgate consumer and produces to the next through a Producer. When
+// the next topic's consumers are under pressure, the Producer refuses the
+// service's less important records; the handler returns the refusal as it
+// is (wrapped with %w if it likes). A *RefusedError is a
+// consumer.Refusal, so the consumer treats it as its downstream's
+// pressure, not a failure: the record is tried again after RetryAfter,
+// never sent to a retry tier or a quarantine lane, its partition stops
+// fetching, and the service's own lag monitor publishes the refused level
+// on the topic it consumes at once. The producers at the head of the
+// pipeline slow down by class, one hop after another, and nothing in
+// between ends up in a dead-letter topic for it.
+//
 // # Hot partitions
 //
 // A signal may name partitions that lag worse than the rest of the topic

@@ -96,6 +96,18 @@ func (e *RefusedError) Unwrap() []error {
 	return errs
 }
 
+// RefusalRetryAfter returns RetryAfter. With [RefusedError.RefusalLevel]
+// it makes a refusal a consumer.Refusal: a handler of a floodgate consumer
+// that produces through a Producer returns the refusal as it is, and the
+// runtime treats it as its downstream's pressure, not as a failure: the
+// record is retried in place after RetryAfter, never diverted nor
+// quarantined, and the consumer's lag passes the pressure upstream (see
+// the package documentation, "Pipelines").
+func (e *RefusedError) RefusalRetryAfter() time.Duration { return e.RetryAfter }
+
+// RefusalLevel returns the level the record was refused at.
+func (e *RefusedError) RefusalLevel() int { return int(e.Decision.Level) }
+
 // RetryAfterSeconds returns RetryAfter in whole seconds, rounded up and at
 // least 1: the value of an HTTP Retry-After header.
 func (e *RefusedError) RetryAfterSeconds() int {
